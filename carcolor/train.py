@@ -1,0 +1,281 @@
+"""Training one grid cell, in the shape of torchvision's classification reference.
+
+`train_one_epoch`, `evaluate` and `run` (the main entry point, called by experiments/train.ipynb).
+A checkpoint (model, optimizer, epoch, config, history) is written after every epoch; a run that
+finds an unfinished checkpoint of the same configuration resumes from it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+
+from . import models, optim, provenance
+from .batches import CachedBatches, TrainPreset
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one cell's training; mirrors the `train` section of the config."""
+
+    cell: str
+    arch: str
+    optimizer: str
+    seed: int = 0
+    epochs: int = 8
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    lr: float = 0.002
+    weight_decay: float = 0.0
+    optimizer_kwargs: dict = field(default_factory=dict)
+    pretrained: bool = False
+    label_smoothing: float = 0.0
+    hflip: bool = True
+    crop_padding: int = 4
+    device: str = "auto"
+    amp: str = "auto"
+    channels_last: bool = True
+    compile: object = "auto"
+    data_on_device: object = "auto"
+    deterministic: bool = True
+    timing_breakdown: bool = True
+    threads: int | None = None
+
+    @classmethod
+    def from_params(cls, *, cell: str, arch: str, optimizer: str, seed: int, train: dict,
+                    threads: int | None = None) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(train) - known)
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        return cls(cell=cell, arch=arch, optimizer=optimizer, seed=int(seed), threads=threads, **train)
+
+    def fingerprint(self) -> str:
+        d = dataclasses.asdict(self)
+        d.pop("threads")
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Runtime:
+    """Choices resolved for the machine at hand (recorded in the cell's results)."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    compile: bool
+    data_on_device: bool
+    channels_last: bool
+
+
+def resolve_runtime(cfg: TrainConfig, data_bytes: int) -> Runtime:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config asks for device 'cuda' but no CUDA device is available; use 'auto' or 'cpu'.")
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if use_cuda else "cpu")
+    amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+    if cfg.amp == "auto":
+        amp = torch.bfloat16 if use_cuda else None
+    # Compiling costs a minute or more of start-up; it pays on a GPU, not on a small CPU run.
+    compiled = use_cuda if cfg.compile == "auto" else bool(cfg.compile)
+    if cfg.data_on_device == "auto":
+        on_device = use_cuda and data_bytes < 0.5 * torch.cuda.mem_get_info()[0]
+    else:
+        on_device = bool(cfg.data_on_device) and use_cuda
+    return Runtime(device, amp, compiled, on_device, cfg.channels_last)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
+    return {"f1_macro": float(f1_score(y_true, y_pred, average="macro", labels=list(range(n_classes)),
+                                       zero_division=0)),
+            "accuracy": float(accuracy_score(y_true, y_pred))}
+
+
+def train_one_epoch(model, criterion, optimizer, batches: CachedBatches, rt: Runtime, *,
+                    n_classes: int, timing: bool = True) -> dict:
+    """One pass over the training batches; returns loss, scores and where the time went."""
+    model.train()
+    device = rt.device
+    totals = {"data_s": 0.0, "forward_backward_s": 0.0, "optimizer_s": 0.0}
+    loss_sum = torch.zeros((), device=device)
+    preds, targets = [], []
+    n = 0
+    _sync(device)
+    start = tick = time.perf_counter()
+    for x, y in batches:
+        if timing:
+            _sync(device)
+            now = time.perf_counter()
+            totals["data_s"] += now - tick
+            tick = now
+        with torch.autocast(device.type, dtype=rt.amp_dtype, enabled=rt.amp_dtype is not None):
+            logits = model(x)
+            loss = criterion(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if timing:
+            _sync(device)
+            now = time.perf_counter()
+            totals["forward_backward_s"] += now - tick
+            tick = now
+        optimizer.step()
+        if timing:
+            _sync(device)
+            now = time.perf_counter()
+            totals["optimizer_s"] += now - tick
+            tick = now
+        loss_sum += loss.detach().float() * len(y)
+        preds.append(logits.detach().argmax(1))
+        targets.append(y)
+        n += len(y)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    loss_value = float(loss_sum) / max(n, 1)
+    y_true = torch.cat(targets).cpu().numpy()
+    y_pred = torch.cat(preds).cpu().numpy()
+    if not timing:
+        totals = {k: float("nan") for k in totals}
+    return {"loss": loss_value, **_scores(y_true, y_pred, n_classes), "seconds": seconds,
+            "images_per_s": n / seconds, **totals}
+
+
+@torch.no_grad()
+def evaluate(model, criterion, batches: CachedBatches, rt: Runtime, *, n_classes: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Loss and scores on a held-out split; also returns predicted labels and their probabilities."""
+    model.eval()
+    _sync(rt.device)
+    start = time.perf_counter()
+    loss_sum = torch.zeros((), device=rt.device)
+    preds, probs, targets = [], [], []
+    for x, y in batches:
+        with torch.autocast(rt.device.type, dtype=rt.amp_dtype, enabled=rt.amp_dtype is not None):
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+        p = logits.softmax(1)
+        probs.append(p.max(1).values)
+        preds.append(p.argmax(1))
+        targets.append(y)
+    _sync(rt.device)
+    seconds = time.perf_counter() - start
+    y_true = torch.cat(targets).cpu().numpy()
+    y_pred = torch.cat(preds).cpu().numpy()
+    metrics = {"loss": float(loss_sum) / len(y_true), **_scores(y_true, y_pred, n_classes),
+               "seconds": seconds, "images_per_s": len(y_true) / seconds}
+    return metrics, y_pred, torch.cat(probs).cpu().numpy()
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _load_resumable(path: Path, cfg: TrainConfig) -> dict | None:
+    """An unfinished checkpoint of this very configuration, else None."""
+    if not path.exists():
+        return None
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if ckpt.get("complete") or ckpt.get("fingerprint") != cfg.fingerprint():
+        return None
+    return ckpt
+
+
+def run(cfg: TrainConfig, data: dict, out_dir: str | Path, *, log=print) -> dict:
+    """Train one cell on prepared data; write metrics.csv, predictions.csv, summary.json, checkpoint.pt.
+
+    Returns the summary dict. Raises FloatingPointError naming the epoch when the loss is NaN.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    classes = data["classes"]
+    n_classes = len(classes)
+    rt = resolve_runtime(cfg, data["train_images"].nbytes + data["val_images"].nbytes)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    if rt.device.type == "cpu":
+        torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
+    else:
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
+
+    model = models.build_model(cfg.arch, n_classes, pretrained=cfg.pretrained)
+    params = models.count_parameters(model)
+    macs = models.count_macs(model, data["train_images"].shape[1])
+    memory_format = torch.channels_last if rt.channels_last else torch.contiguous_format
+    model = model.to(rt.device, memory_format=memory_format)
+    optimizer = optim.build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr,
+                                      weight_decay=cfg.weight_decay, **cfg.optimizer_kwargs)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    train_batches = CachedBatches(data["train_images"], data["train_labels"], batch_size=cfg.batch_size,
+                                  device=rt.device, shuffle=True, seed=cfg.seed,
+                                  preset=TrainPreset(crop_padding=cfg.crop_padding, hflip=cfg.hflip),
+                                  on_device=rt.data_on_device, drop_last=True)
+    val_batches = CachedBatches(data["val_images"], data["val_labels"], batch_size=cfg.eval_batch_size,
+                                device=rt.device, shuffle=False, on_device=rt.data_on_device)
+
+    ckpt_path = out / "checkpoint.pt"
+    history: list[dict] = []
+    start_epoch = 1
+    ckpt = _load_resumable(ckpt_path, cfg)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        train_batches.generator.set_state(ckpt["generator"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        history, start_epoch = ckpt["history"], ckpt["epoch"] + 1
+        log(f"[{cfg.cell}] resuming after epoch {ckpt['epoch']} from {ckpt_path}")
+    step_model = torch.compile(model) if rt.compile else model
+
+    keys = {"cell": cfg.cell, "arch": cfg.arch, "optimizer": cfg.optimizer, "seed": cfg.seed}
+    preds = probs = None
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        tr = train_one_epoch(step_model, criterion, optimizer, train_batches, rt, n_classes=n_classes,
+                             timing=cfg.timing_breakdown)
+        if not math.isfinite(tr["loss"]):
+            raise FloatingPointError(f"cell {cfg.cell}: training loss is {tr['loss']} in epoch {epoch}; "
+                                     f"lower the learning rate (lr={cfg.lr}) or check the data.")
+        va, preds, probs = evaluate(step_model, criterion, val_batches, rt, n_classes=n_classes)
+        history.append({**keys, "epoch": epoch, "split": "train", **tr})
+        history.append({**keys, "epoch": epoch, "split": "val", **va,
+                        "data_s": float("nan"), "forward_backward_s": float("nan"), "optimizer_s": float("nan")})
+        log(f"[{cfg.cell}] epoch {epoch}/{cfg.epochs}  train loss {tr['loss']:.4f}  val loss {va['loss']:.4f}  "
+            f"val F1 {va['f1_macro']:.3f}  val acc {va['accuracy']:.3f}  {tr['seconds'] + va['seconds']:.1f}s  "
+            f"{tr['images_per_s']:.0f} img/s")
+        _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                      "config": dataclasses.asdict(cfg), "fingerprint": cfg.fingerprint(), "history": history,
+                      "generator": train_batches.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                      "classes": classes, "complete": epoch == cfg.epochs}, ckpt_path)
+
+    if preds is None:  # resumed from the last epoch's checkpoint: predictions are recomputed
+        _, preds, probs = evaluate(step_model, criterion, val_batches, rt, n_classes=n_classes)
+    metrics = pd.DataFrame(history)
+    metrics.to_csv(out / "metrics.csv", index=False)
+    pd.DataFrame({"row": np.arange(len(preds)), "label": data["val_labels"], "pred": preds,
+                  "true_colour": [classes[i] for i in data["val_labels"]],
+                  "pred_colour": [classes[i] for i in preds], "confidence": probs}).to_csv(
+        out / "predictions.csv", index=False)
+    summary = {**keys, "epochs": cfg.epochs, "params": params, "macs": macs,
+               "image_size": int(data["train_images"].shape[1]), "batch_size": cfg.batch_size, "lr": cfg.lr,
+               "train_images": int(len(data["train_labels"])), "val_images": int(len(data["val_labels"])),
+               "device": provenance.device_name(rt.device), "amp": str(rt.amp_dtype).replace("torch.", ""),
+               "compile": rt.compile, "channels_last": rt.channels_last, "data_on_device": rt.data_on_device,
+               "threads": torch.get_num_threads(), "config": dataclasses.asdict(cfg)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "provenance.json").write_text(json.dumps(provenance.collect(), indent=2))
+    return summary
