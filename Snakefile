@@ -46,11 +46,10 @@ rule generate_synthetic:
         "results/logs/generate_synthetic.log",
     params:
         settings=wf.generate_settings(CFG),
-        out=wf.SYNTHETIC_DIR,
     message:
-        "Drawing the synthetic DVM-format dataset into {params.out}"
+        "Drawing the synthetic DVM-format dataset next to {output}"
     shell:
-        "carcolor generate --out {params.out} --settings {params.settings:q} 2>&1 | tee {log}"
+        "carcolor generate --out \"$(dirname {output:q})\" --settings {params.settings:q} 2>&1 | tee {log}"
 
 
 rule prepare_dataset:
@@ -59,21 +58,23 @@ rule prepare_dataset:
         wf.code("prepare"),
     output:
         wf.PREPARED_FILES,
+        dataset=wf.PREPARED_JSON,
     log:
         "results/logs/prepare_dataset.log",
     params:
         settings=wf.prepare_settings(CFG),
-        out=wf.PREPARED_DIR,
     threads: workflow.cores
     message:
-        "Selecting colours, splitting by advert and decoding into {params.out}"
+        "Selecting colours, splitting by advert and decoding into the cache next to {output.dataset}"
     shell:
-        "carcolor prepare --out {params.out} --settings {params.settings:q} --workers {threads} 2>&1 | tee {log}"
+        "carcolor prepare --out \"$(dirname {output.dataset:q})\" --settings {params.settings:q}"
+        " --workers {threads} 2>&1 | tee {log}"
 
 
 rule train_cell:
     input:
         wf.PREPARED_FILES,
+        wf.PREPARED_JSON,
         wf.code("train"),
         notebook=wf.repo_file("experiments/train.ipynb"),
     output:
@@ -99,6 +100,7 @@ rule collect_tables:
     input:
         wf.PREPARED_FILES,
         wf.code("collect"),
+        dataset=wf.PREPARED_JSON,
         summaries=expand("results/runs/{cell}/summary.json", cell=CELLS),
         metrics=expand("results/runs/{cell}/metrics.csv", cell=CELLS),
         predictions=expand("results/runs/{cell}/predictions.csv", cell=CELLS),
@@ -108,11 +110,11 @@ rule collect_tables:
         "results/logs/collect_tables.log",
     params:
         runs=expand("results/runs/{cell}", cell=CELLS),
-        prepared=wf.PREPARED_DIR,
     message:
         "Collecting {params.runs} into tidy tables"
     shell:
-        "carcolor collect --runs {params.runs:q} --prepared {params.prepared} --out results/tables 2>&1 | tee {log}"
+        "carcolor collect --runs {params.runs:q} --prepared \"$(dirname {input.dataset:q})\" --out results/tables"
+        " 2>&1 | tee {log}"
 
 
 rule render_report:

@@ -25,7 +25,7 @@ def check_arch(name: str) -> None:
     tv, tm = _known()
     if name in tv or name in tm:
         return
-    close = difflib.get_close_matches(name, list(REGISTRY) + sorted(tv | tm), n=3)
+    close = difflib.get_close_matches(name, sorted(set(REGISTRY) | tv | tm), n=3)
     hint = f" Close matches: {', '.join(close)}." if close else ""
     raise ValueError(f"unknown architecture {name!r}. Valid: {', '.join(REGISTRY)}, or any torchvision "
                      f"model name (torchvision.models.list_models()) or timm model name "

@@ -67,7 +67,7 @@ def dataset_table(manifest: pd.DataFrame) -> pd.DataFrame:
     table = grouped.agg(images=("name", "size"), adverts=("adv_id", "nunique")).reset_index()
     order = {c: i for i, c in enumerate(dict.fromkeys(manifest.sort_values("label")["colour"]))}
     table["_o"] = table["colour"].map(order)
-    return table.sort_values(["_o", "split"], ascending=[True, False]).drop(columns="_o").reset_index(drop=True)
+    return table.sort_values(["_o", "split"]).drop(columns="_o").reset_index(drop=True)
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:

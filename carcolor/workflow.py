@@ -14,9 +14,9 @@ PACKAGE = REPO / "carcolor"
 SYNTHETIC_DIR = "data/synthetic"
 SYNTHETIC_MARKER = f"{SYNTHETIC_DIR}/images.csv"
 PREPARED_DIR = "data/prepared"
+PREPARED_JSON = f"{PREPARED_DIR}/dataset.json"
 PREPARED_FILES = [f"{PREPARED_DIR}/{name}" for name in
-                  ("train_images.npy", "train_labels.npy", "val_images.npy", "val_labels.npy",
-                   "manifest.csv", "dataset.json")]
+                  ("train_images.npy", "train_labels.npy", "val_images.npy", "val_labels.npy", "manifest.csv")]
 RUN_FILES = ("train.ipynb", "metrics.csv", "predictions.csv", "summary.json")
 TABLES = [f"results/tables/{name}" for name in
           ("epochs.csv", "summary.csv", "per_class.csv", "confusion.csv", "dataset.csv", "dataset.json")]
