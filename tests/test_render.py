@@ -1,0 +1,307 @@
+"""The report renders offline (fallback renderer) from the fixture tables."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from carcolor import narrative, plots, render
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+QMD = ROOT / "report" / "index.qmd"
+CELLS = list(pd.read_csv(FIXTURES / "tables" / "summary.csv")["cell"])
+SYNTHETIC_NOTE = "Note: synthetic data"
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def _pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+
+    return "\n".join(page.extract_text() or "" for page in PdfReader(str(path)).pages)
+
+
+@pytest.fixture(scope="module")
+def synthetic_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report-synthetic")
+    result = render.render_report(QMD, out, FIXTURES, renderer="fallback", log=_quiet)
+    return {**result, "html_text": Path(result["html"]).read_text(encoding="utf-8"),
+            "pdf_text": _pdf_text(Path(result["pdf"]))}
+
+
+@pytest.fixture(scope="module")
+def real_data_report(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results-dvm")
+    shutil.copytree(FIXTURES / "tables", results / "tables")
+    info_path = results / "tables" / "dataset.json"
+    info = json.loads(info_path.read_text())
+    info.update({"source": "dvm", "synthetic": False,
+                 "skipped": {"unreadable": 3, "missing_colour": 12},
+                 "archives": ["/data/dvm/Confirmed_fronts.zip"]})
+    info_path.write_text(json.dumps(info))
+    out = tmp_path_factory.mktemp("report-dvm")
+    result = render.render_report(QMD, out, results, renderer="fallback", log=_quiet)
+    return {**result, "html_text": Path(result["html"]).read_text(encoding="utf-8"),
+            "pdf_text": _pdf_text(Path(result["pdf"]))}
+
+
+# --------------------------------------------------------------------------- full render
+
+
+def test_outputs_exist_and_renderer_named(synthetic_report):
+    assert Path(synthetic_report["html"]).name == "index.html"
+    assert Path(synthetic_report["pdf"]).name == "index.pdf"
+    assert Path(synthetic_report["html"]).stat().st_size > 10_000
+    assert Path(synthetic_report["pdf"]).read_bytes()[:5] == b"%PDF-"
+    assert synthetic_report["renderer"].startswith("pandoc ")
+    assert "offline fallback" in synthetic_report["renderer"]
+    # only the two deliverables land in the output folder
+    assert sorted(p.name for p in Path(synthetic_report["html"]).parent.iterdir()) == ["index.html", "index.pdf"]
+
+
+def test_html_is_self_contained(synthetic_report):
+    html = synthetic_report["html_text"]
+    assert not re.search(r"<script[^>]+src=[\"']https?:", html)
+    assert not re.search(r"<link[^>]+href=[\"']https?:", html)
+    assert not re.search(r"<img[^>]+src=[\"'](?!data:)", html)
+    images = re.findall(r"<img[^>]+src=[\"']data:image/png;base64,", html)
+    assert len(images) >= 4
+    assert len(re.findall(r"<figcaption", html)) == len(images)
+
+
+def test_html_content(synthetic_report):
+    html = synthetic_report["html_text"]
+    assert SYNTHETIC_NOTE in html
+    for cell in CELLS:
+        assert cell in html
+    assert synthetic_report["renderer"] in html
+    # cross-references resolved into links, figures numbered, no raw markup left
+    assert 'href="#fig-loss"' in html and ">Figure 1<" in html
+    assert 'id="fig-confusion"' in html
+    assert "@fig-" not in html
+    assert "{python}" not in html
+    assert "#|" not in html
+    # tables are real tables, citations resolved, math rendered
+    assert html.count("<table") >= 4
+    assert "Sandler" in html and "Kingma" in html and "10.6084/m9.figshare.19586296" in html
+    assert "<math" in html
+
+
+def test_pdf_content(synthetic_report):
+    text = synthetic_report["pdf_text"]
+    squashed = re.sub(r"\s+", "", text)
+    for cell in CELLS:
+        assert cell in squashed, cell
+    assert "Figure 1" in text and "Figure 6" in text
+    assert re.sub(r"\s+", "", synthetic_report["renderer"]) in squashed
+    assert "synthetic data" in text
+    assert "@fig-" not in text and "{python}" not in text
+
+
+def test_real_data_has_no_synthetic_note(real_data_report):
+    assert SYNTHETIC_NOTE not in real_data_report["html_text"]
+    assert "synthetic data" not in real_data_report["pdf_text"]
+    assert "15 (3 unreadable and 12 missing colour)" in real_data_report["html_text"]
+    for cell in CELLS:
+        assert cell in real_data_report["html_text"]
+
+
+def test_failing_cell_is_named(tmp_path):
+    qmd = tmp_path / "broken.qmd"
+    qmd.write_text('---\ntitle: "Broken"\n---\n\nSome text.\n\n```{python}\n#| label: fig-boom\n'
+                   "x = 1\n1 / 0\n```\n")
+    with pytest.raises(render.ReportCellError) as err:
+        render.render_report(qmd, tmp_path / "out", FIXTURES, renderer="fallback", log=_quiet)
+    msg = str(err.value)
+    assert "fig-boom" in msg and "ZeroDivisionError" in msg and "line 7" in msg
+    assert not (tmp_path / "out" / "index.html").exists()
+
+
+def test_unknown_renderer_is_rejected(tmp_path):
+    with pytest.raises(ValueError):
+        render.render_report(QMD, tmp_path, FIXTURES, renderer="latex", log=_quiet)
+
+
+def test_register_adds_render_subcommand():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    render.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["render", "--renderer", "fallback"])
+    assert args.func is not None
+    assert (args.qmd, args.results, args.out) == ("report/index.qmd", "results", "results/report")
+
+
+# --------------------------------------------------------------------------- qmd -> notebook
+
+SMALL_QMD = """---
+title: "Small"
+format:
+  typst:
+    papersize: a4
+---
+
+Intro with `{python} n` runs and `{python} name`.
+
+```{python}
+#| label: fig-demo
+#| fig-cap: "A demo figure."
+n = 3
+```
+
+Plain paragraph citing [@key] and @fig-demo.
+
+```markdown
+`{python} not_code` stays literal
+```
+"""
+
+
+def _code(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def test_front_matter_and_chunks():
+    nb = render.qmd_to_notebook(SMALL_QMD)
+    assert nb.metadata["title"] == "Small"
+    assert nb.metadata["qmd"]["format"]["typst"]["papersize"] == "a4"
+    setup, inline, chunk = _code(nb)
+    assert setup.metadata["qmd"]["role"] == "setup"
+    assert chunk.source.startswith("#| label: fig-demo\n#| fig-cap:")
+    assert chunk.metadata["qmd"]["options"] == {"label": "fig-demo", "fig-cap": "A demo figure."}
+    assert chunk.metadata["qmd"]["line"] == 10
+    md = [c for c in nb.cells if c.cell_type == "markdown"]
+    assert len(md) == 1
+    assert "[@key] and @fig-demo" in md[0].source
+    assert "`{python} not_code` stays literal" in md[0].source
+
+
+def test_inline_code_becomes_hidden_markdown_cell():
+    nb = render.qmd_to_notebook(SMALL_QMD)
+    inline = _code(nb)[1]
+    assert inline.metadata["qmd"]["role"] == "inline"
+    assert inline.source.startswith("#| echo: false\n")
+    ns = {"n": 3, "name": narrative.synthetic_note.__class__.__name__}
+    exec(render.INLINE_HELPER_SOURCE, ns)
+    expr = "\n".join(line for line in inline.source.splitlines() if not line.startswith("#|"))
+    shown = eval(expr, ns)
+    assert shown.data == "Intro with 3 runs and function."
+
+
+def test_inline_values_use_markdown_repr():
+    from IPython.display import Markdown
+
+    code = render.markdown_to_code("A `{python} m` and `{python} 1.5`!")
+    ns = {"m": Markdown("**bold**")}
+    exec(render.INLINE_HELPER_SOURCE, ns)
+    expr = "\n".join(line for line in code.splitlines() if not line.startswith("#|"))
+    assert eval(expr, ns).data == "A **bold** and 1.5!"
+    assert render.markdown_to_code("no inline code, just `code`") is None
+
+
+def test_bad_chunks_are_reported():
+    with pytest.raises(render.RenderError, match="never closed"):
+        render.qmd_to_notebook("text\n\n```{python}\nx = 1\n")
+    with pytest.raises(render.RenderError, match="only python"):
+        render.qmd_to_notebook("```{r}\nx <- 1\n```\n")
+
+
+def _fake_executed(labels):
+    nb = nbformat.v4.new_notebook()
+    for opts in labels:
+        cell = nbformat.v4.new_code_cell("")
+        cell.metadata["qmd"] = {"options": opts}
+        nb.cells.append(cell)
+    return nb
+
+
+def test_figures_are_numbered_and_crossrefs_resolved():
+    nb = _fake_executed([{}, {"label": "fig-b", "fig-cap": "Second."}, {"label": "fig-a", "fig-cap": "First."},
+                         {"label": "plain"}])
+    md = ("See @fig-a, @Fig-b and mail x@fig-a.org.\n\n![png](figures/output_2_0.png)\n\n"
+          "![png](figures/output_1_0.png)\n\n![png](figures/output_3_0.png)\n")
+    md, numbers = render.number_figures(md, nb)
+    assert numbers == {"fig-a": 1, "fig-b": 2}
+    assert "![**Figure 1:** First.](figures/output_2_0.png){#fig-a width=100%}" in md
+    assert "![**Figure 2:** Second.](figures/output_1_0.png){#fig-b width=100%}" in md
+    assert "![](figures/output_3_0.png){width=100%}" in md
+    warnings = []
+    md = render.resolve_crossrefs(md + "\nAnd @fig-missing.", numbers, log=warnings.append)
+    assert "See [Figure 1](#fig-a), [Figure 2](#fig-b) and mail x@fig-a.org." in md
+    assert "?fig-missing?" in md and warnings
+
+
+def test_table_captions_are_numbered():
+    md = "| a |\n|--:|\n| 1 |\n\n: First table.\n\nText\n\n: not a caption\n\n| b |\n|---|\n| 2 |\n\n: Second.\n"
+    out = render.number_tables(md)
+    assert ": **Table 1:** First table." in out
+    assert ": **Table 2:** Second." in out
+    assert ": not a caption" in out
+
+
+# --------------------------------------------------------------------------- figures on partial grids
+
+
+def test_plots_on_partial_grid():
+    t = narrative.load_tables(FIXTURES)
+    keep = {"mobilenet_v2-adam-s0", "mobilenet_v1-adam-s0"}
+    sub = {name: getattr(t, name)[getattr(t, name)["cell"].isin(keep)]
+           for name in ("epochs", "summary", "per_class", "confusion")}
+    figs = [
+        plots.loss_curves(sub["epochs"]),
+        plots.f1_curves(sub["epochs"], sub["summary"]),
+        plots.time_comparison(sub["summary"], sub["epochs"]),
+        plots.time_breakdown(sub["epochs"], sub["summary"]),
+        plots.per_class_f1(sub["per_class"], sub["summary"]),
+        plots.confusion_matrix(sub["confusion"], narrative.best_cell(sub["summary"])),
+    ]
+    assert all(isinstance(f, Figure) for f in figs)
+    with pytest.raises(ValueError, match="no confusion rows"):
+        plots.confusion_matrix(sub["confusion"], "mobilenet_v2-adamax-s0")
+
+
+# --------------------------------------------------------------------------- quarto path (with a stand-in)
+
+FAKE_QUARTO = """#!/bin/sh
+# stand-in for quarto: writes where a project with output-dir puts files
+if [ "$1" = "--version" ]; then echo 1.6.40; exit 0; fi
+qmd="$2"; fmt="$4"
+dest="$PROJECT/results/report/report"
+mkdir -p "$dest"
+case "$fmt" in
+  html) printf '<html>%s %s</html>' "$CARCOLOR_RENDERER" "$CARCOLOR_RESULTS" > "$dest/index.html" ;;
+  typst) printf '%%PDF-1.7 fake' > "$dest/index.pdf" ;;
+  *) exit 3 ;;
+esac
+"""
+
+
+def test_quarto_outputs_are_moved_into_out_dir(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / "report").mkdir(parents=True)
+    shutil.copy(ROOT / "_quarto.yml", project / "_quarto.yml")
+    qmd = project / "report" / "index.qmd"
+    qmd.write_text("---\ntitle: x\n---\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "quarto"
+    fake.write_text(FAKE_QUARTO)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("PROJECT", str(project))
+    out = project / "results" / "report"
+    result = render.render_report(qmd, out, FIXTURES, log=_quiet)  # auto picks quarto
+    assert result["renderer"] == "Quarto 1.6.40"
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "index.pdf"]
+    html = (out / "index.html").read_text()
+    assert "Quarto 1.6.40" in html and str(FIXTURES.resolve()) in html
