@@ -63,7 +63,7 @@ rule prepare_dataset:
         "results/logs/prepare_dataset.log",
     params:
         settings=wf.prepare_settings(CFG),
-    threads: workflow.cores
+    threads: wf.prepare_threads(CFG, workflow.cores)
     message:
         "Selecting colours, splitting by advert and decoding into the cache next to {output.dataset}"
     shell:

@@ -1,50 +1,74 @@
 """Preparation: choose colours, sample per colour, split by advert, decode once into a uint8 cache.
 
 Outputs in `out_dir`: {train,val}_images.npy (N x S x S x 3 uint8), {train,val}_labels.npy,
-manifest.csv (exactly which file went where) and dataset.json (counts, skips, provenance).
-Decoding runs in parallel, writes into a work folder and resumes after an interruption.
+manifest.csv (exactly which file went where), skipped.csv (unreadable files and why) and
+dataset.json (counts, skips, provenance).
+
+Decoding runs in parallel worker processes that write each decoded image straight into its row of
+a .npy file in a work folder with pwrite (the cache is never held in RAM, nor mapped), and resumes
+after an interruption from a small state file. Which file lands in which row does not depend on
+the number of workers or on interruptions: colour c's block holds, at position p, the image of
+rank p in its shuffled pool; an unreadable one is replaced by the next unused rank, in order.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
-import math
 import multiprocessing as mp
 import os
+import re
 import shutil
 import sys
 import time
 import zlib
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .config import NON_COLOURS
-from .dvm import ImageReader, filter_viewpoints, list_images, read_image_table
+from .dvm import ImageReader, filter_viewpoints, list_images, members, name_key, read_image_table
 
 SPLITS = ("train", "val")
-CHUNK = 64
+CHUNK = 32  # images per worker task
+CHECKPOINT_S = 5.0  # seconds between state saves while decoding
+PROGRESS_S = 5.0  # seconds between progress lines in logs
+OUTPUTS = ("train_images.npy", "val_images.npy", "train_labels.npy", "val_labels.npy",
+           "manifest.csv", "skipped.csv", "dataset.json")
 
 
 class DataError(ValueError):
     """The data cannot give what the config asks for; the message says what to change."""
 
 
+def colour_counts(images: pd.DataFrame) -> pd.Series:
+    """Images per real colour (Unlisted and Multicolour left out), most frequent first, ties by name."""
+    counts = images.loc[~images["color"].isin(NON_COLOURS), "color"].astype(object).value_counts()
+    counts = counts[counts > 0]
+    order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return pd.Series({c: int(n) for c, n in order}, dtype=np.int64)
+
+
 def choose_colours(images: pd.DataFrame, colours: list[str] | None, top_n: int | None) -> list[str]:
     """The class list: `colours` as given (each must occur), or the `top_n` most frequent real colours."""
-    counts = images.loc[~images["color"].isin(NON_COLOURS), "color"].value_counts()
+    counts = colour_counts(images)
+    have = ", ".join(f"{c} ({n})" for c, n in counts.items()) or "none"
     if colours:
+        for c in colours:
+            if c in NON_COLOURS:
+                raise DataError(f"colour {c!r} is not a colour class (never use {' or '.join(NON_COLOURS)}).")
         missing = [c for c in colours if c not in counts.index]
         if missing:
-            have = ", ".join(f"{c} ({n})" for c, n in counts.items())
-            raise DataError(f"colour {missing[0]!r} does not occur in the data; colours found: {have or 'none'}.")
+            raise DataError(f"colour {missing[0]!r} does not occur in the data; colours found: {have}.")
         return list(colours)
+    if not top_n:
+        raise DataError("give 'colours' or 'top_n_colours'.")
     if top_n > len(counts):
-        raise DataError(f"top_n_colours is {top_n} but the data has only {len(counts)} colours: "
-                        f"{', '.join(counts.index)}.")
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [c for c, _ in ranked[:top_n]]
+        raise DataError(f"top_n_colours is {top_n} but the data has only {len(counts)} colours: {have}.")
+    return list(counts.index[:top_n])
 
 
 def _rng(seed: int, colour: str) -> np.random.Generator:
@@ -58,17 +82,22 @@ def split_by_advert(images: pd.DataFrame, colours: list[str], n_train: int, n_va
     Adverts (all photos of one car) are shuffled per colour; whole adverts go to the val pool until it
     holds n_val images plus a small reserve (for unreadable files), the rest form the train pool.
     Each pool's images are then shuffled; the first n are used, the rest replace unreadable ones.
-    Returns images with the extra columns label, split and rank. No advert is in both splits.
+    Returns images with the extra columns label, split and rank (0, 1, ... per colour and split).
+    No advert is in both splits. The result depends only on the names (apostrophes ignored, so the
+    Kaggle copy gives the same sample), never on the order or layout the files were listed in.
     """
     pools = []
     for label, colour in enumerate(colours):
         rng = _rng(seed, colour)
-        own = images[images["color"] == colour].sort_values("name").reset_index(drop=True)
+        own = images[(images["color"] == colour).to_numpy()]
+        own = own.iloc[np.argsort(own["name"].astype(object).map(name_key).to_numpy(dtype=object),
+                                  kind="stable")].reset_index(drop=True)
         if len(own) < n_train + n_val:
             raise DataError(f"colour {colour!r} has only {len(own)} images but {n_train} train + {n_val} "
                             f"val = {n_train + n_val} are requested; lower n_train_per_colour / "
                             f"n_val_per_colour or drop the colour.")
-        sizes = own.groupby("adv_id").size()
+        adv = own["adv_id"].astype(object).to_numpy()
+        sizes = pd.Series(adv).value_counts().sort_index()  # adverts in name order, not listing order
         adverts = sizes.index.to_numpy()[rng.permutation(len(sizes))]
         cumulative = np.cumsum(sizes.loc[adverts].to_numpy())
         total = int(cumulative[-1])
@@ -81,22 +110,30 @@ def split_by_advert(images: pd.DataFrame, colours: list[str], n_train: int, n_va
         while (k < len(adverts) and cumulative[k - 1] < n_val + reserve
                and total - cumulative[k] >= n_train):
             k += 1
-        n_val_adverts = k
-        val_adverts = set(adverts[:n_val_adverts])
-        for split, in_val in (("val", True), ("train", False)):
-            pool = own[own["adv_id"].isin(val_adverts) == in_val]
+        in_val = pd.Series(adv).isin(set(adverts[:k])).to_numpy()
+        for split, side in (("val", in_val), ("train", ~in_val)):
+            pool = own[side]
             pool = pool.iloc[rng.permutation(len(pool))].copy()
-            pool["label"], pool["split"], pool["rank"] = label, split, np.arange(len(pool))
+            pool["label"], pool["split"] = label, split
             pools.append(pool)
     out = pd.concat(pools, ignore_index=True)
-    both = set(out.loc[out["split"] == "val", "adv_id"]) & set(out.loc[out["split"] == "train", "adv_id"])
+    out["split"] = out["split"].astype(pd.CategoricalDtype(list(SPLITS)))
+    adv = out["adv_id"].astype(object)
+    both = set(adv[out["split"] == "val"]) & set(adv[out["split"] == "train"])
     if both:  # an advert listed under two colours: keep it on the val side only
-        out = out[~((out["split"] == "train") & out["adv_id"].isin(both))].reset_index(drop=True)
+        out = out[~((out["split"] == "train") & adv.isin(both))].reset_index(drop=True)
+    out["rank"] = out.groupby(["label", "split"], sort=False).cumcount()
+    train_sizes = out.loc[(out["split"] == "train").to_numpy(), "label"].value_counts()
+    for label, colour in enumerate(colours):
+        n_pool = int(train_sizes.get(label, 0))
+        if n_pool < n_train:
+            raise DataError(f"colour {colour!r}: only {n_pool} train images are left once adverts shared "
+                            f"with another colour's val split are removed; lower n_train_per_colour.")
     return out
 
 
 def decode(img, size: int) -> np.ndarray:
-    """A PIL image as a size x size x 3 uint8 array, fitted onto white with its aspect kept."""
+    """A PIL image (not yet loaded) as a size x size x 3 uint8 array, fitted onto white, aspect kept."""
     from PIL import Image
 
     img.draft("RGB", (size, size))  # JPEG: let the decoder shrink by 1/2, 1/4, 1/8 for free
@@ -111,100 +148,299 @@ def decode(img, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+# --------------------------------------------------------------------------- worker side
+
 _READER: ImageReader | None = None
+_FILES: dict[str, tuple[int, int, int]] = {}  # .npy path -> (write descriptor, data offset, bytes per row)
+_ADDRESS = re.compile(r" ?<[^<>]* at 0x[0-9a-fA-F]+>")  # object addresses differ from run to run
 
 
-def _decode_task(args):
-    """Worker: decode a chunk of (source, member) pairs; an unreadable file gives its error text."""
+def _worker_init():
+    """Start of a worker process: no file handles inherited from the parent."""
     global _READER
+    _READER = None
+    _FILES.clear()
+
+
+def _release():
+    global _READER
+    if _READER is not None:
+        _READER.close()
+    _READER = None
+    for fd, _, _ in _FILES.values():
+        os.close(fd)
+    _FILES.clear()
+
+
+def _array_file(path: str) -> tuple[int, int, int]:
+    """Where the rows of a .npy file start; rows are written with pwrite, never mapped into memory."""
+    entry = _FILES.get(path)
+    if entry is None:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(fh)
+            offset = fh.tell()
+        if fortran or dtype != np.uint8:
+            raise ValueError(f"{path}: expected a C-ordered uint8 array")
+        entry = _FILES[path] = (os.open(path, os.O_WRONLY), offset, int(np.prod(shape[1:])))
+    return entry
+
+
+def _decode_task(task):
+    """Decode (row, source, member, offset, csize, method, crc) items into the .npy file at `path`.
+
+    Returns one entry per item: None when decoded and written, else why the file could not be read
+    or decoded. A failure to write into the cache (a full disk) is raised, never counted as a skip.
+    """
+    global _READER
+    from PIL import Image
+
     if _READER is None:
         _READER = ImageReader()
-    items, size = args
+    path, size, items = task
+    fd, start, row_bytes = _array_file(path)
     out = []
-    for source, member in items:
+    for row, source, member, offset, csize, method, crc in items:
         try:
-            with _READER.open(source, member) as img:
-                img.load()
-                out.append(decode(img, size))
+            data = _READER.read(source, member, offset, csize, method, crc if offset >= 0 else None)
+            with Image.open(io.BytesIO(data)) as img:
+                pixels = np.ascontiguousarray(decode(img, size))
         except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped and counted
-            out.append(f"{type(exc).__name__}: {exc}")
+            out.append(_ADDRESS.sub("", f"{type(exc).__name__}: {exc}"))
+            continue
+        if pixels.nbytes != row_bytes:
+            raise ValueError(f"decoded {pixels.shape}, the cache holds {row_bytes} bytes per image")
+        if os.pwrite(fd, pixels.data, start + row * row_bytes) != row_bytes:
+            raise OSError(f"short write into {path}")
+        out.append(None)
     return out
+
+
+def _noop():
+    return None
+
+
+def pool_map(pool, tasks):
+    """Results in task order; in this process when there is no pool."""
+    return pool.map(_decode_task, tasks) if pool is not None else map(_decode_task, tasks)
+
+
+@contextlib.contextmanager
+def _workers(n: int):
+    """A process pool of n workers (None for one: decode in this process).
+
+    A worker that dies (killed, or crashed inside a decoder) fails the run with BrokenProcessPool
+    instead of hanging it; the next run resumes. With fork, all workers start at once, here, while
+    this process is still small.
+    """
+    if n <= 1:
+        yield None
+        return
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init)
+    try:
+        pool.submit(_noop).result()
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+class _Progress:
+    """Images decoded so far: a tqdm bar on a terminal, a line every few seconds in a log."""
+
+    def __init__(self, total: int, label: str, done: int = 0):
+        self.total, self.label, self.done, self.t0, self.last = total, label, done, time.time(), 0.0
+        self.start = done
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc=f"[prepare] {label}", unit="img",
+                            file=sys.stderr, smoothing=0.1)
+
+    def update(self, n: int):
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.time()
+        if now - self.last > PROGRESS_S or self.done >= self.total:
+            self.last = now
+            rate = (self.done - self.start) / max(now - self.t0, 1e-9)
+            eta = (self.total - self.done) / rate if rate else float("nan")
+            share = 100 * self.done / max(self.total, 1)
+            print(f"[prepare] {self.label}: {self.done}/{self.total} images ({share:.0f}%), {rate:.0f}/s, "
+                  f"eta {eta:.0f}s", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _Split:
+    """One split's decoding: candidates in rank order per colour, the state, the array on disk."""
+
+    def __init__(self, candidates: pd.DataFrame, colours: list[str], split: str, n: int, size: int, work: Path):
+        self.split, self.n, self.size, self.colours = split, n, size, colours
+        self.arr_path = work / f"{split}_images.npy"
+        self.state_path = work / f"{split}_state.json"
+        part = candidates[(candidates["split"] == split).to_numpy()]
+        self.pools = []
+        for ci in range(len(colours)):
+            pool = part[(part["label"] == ci).to_numpy()].sort_values("rank")
+            self.pools.append({
+                "name": pool["name"].to_numpy(dtype=object),
+                "source": pool["source"].astype(object).to_numpy(),
+                "member": None,  # built on first use
+                "frame": pool,
+                "offset": pool["offset"].to_numpy(np.int64),
+                "csize": pool["csize"].to_numpy(np.int64),
+                "method": pool["method"].to_numpy(np.int64),
+                "crc": pool["crc"].to_numpy(np.int64),
+            })
+        self.state = None
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.colours) * self.n * self.size * self.size * 3
+
+    @property
+    def resumable(self) -> bool:
+        return self.state_path.exists() and self.arr_path.exists()
+
+    def open(self) -> int:
+        """Load the state, or create the array; returns the number of images already in place."""
+        if self.resumable:
+            self.state = json.loads(self.state_path.read_text())
+            return sum(st["done"] - len(st["queue"]) for st in self.state["colours"])
+        shape = (len(self.colours) * self.n, self.size, self.size, 3)
+        arr = np.lib.format.open_memmap(self.arr_path, mode="w+", dtype=np.uint8, shape=shape)
+        del arr
+        self.state = {"colours": [{"done": 0, "queue": [], "next_rank": self.n, "refill": {}, "skipped": []}
+                                  for _ in self.colours]}
+        self.save()
+        return 0
+
+    def save(self):
+        fd = os.open(self.arr_path, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # rows written by the workers reach the disk before the state says so
+        finally:
+            os.close(fd)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state))
+        os.replace(tmp, self.state_path)
+
+    def _items(self, ci: int, pairs: list[tuple[int, int]]):
+        pool = self.pools[ci]
+        if pool["member"] is None:
+            pool["member"] = members(pool["frame"]).to_numpy(dtype=object)
+        return [(ci * self.n + pos, pool["source"][r], pool["member"][r], int(pool["offset"][r]),
+                 int(pool["csize"][r]), int(pool["method"][r]), int(pool["crc"][r])) for pos, r in pairs]
+
+    def first_pass(self) -> list:
+        """Tasks for positions not yet tried: position p gets rank p."""
+        tasks = []
+        for ci, st in enumerate(self.state["colours"]):
+            for start in range(st["done"], self.n, CHUNK):
+                pairs = [(p, p) for p in range(start, min(start + CHUNK, self.n))]
+                tasks.append((ci, pairs, True))
+        return tasks
+
+    def refill_round(self) -> list:
+        """Tasks that give each position whose image was unreadable the next unused rank, in queue order."""
+        tasks = []
+        for ci, st in enumerate(self.state["colours"]):
+            if not st["queue"]:
+                continue
+            available = len(self.pools[ci]["name"]) - st["next_rank"]
+            if available <= 0:
+                colour = self.colours[ci]
+                filled = self.n - len(st["queue"])
+                raise DataError(f"colour {colour!r}: only {filled} readable {self.split} images "
+                                f"({len(st['skipped'])} unreadable) for {self.n} requested; lower the "
+                                f"per-colour counts or drop the colour.")
+            queue = st["queue"][:available]
+            pairs = [(p, st["next_rank"] + i) for i, p in enumerate(queue)]
+            for start in range(0, len(pairs), CHUNK):
+                tasks.append((ci, pairs[start:start + CHUNK], False))
+        return tasks
+
+    def apply(self, ci: int, pairs, first: bool, errors) -> tuple[int, int]:
+        """Record one finished task; returns (decoded, unreadable)."""
+        st = self.state["colours"][ci]
+        ok = bad = 0
+        for (pos, rank), err in zip(pairs, errors):
+            if not first:
+                if st["queue"][0] != pos or st["next_rank"] != rank:
+                    raise RuntimeError("decoding state out of order")
+                st["queue"].pop(0)
+                st["next_rank"] += 1
+            if err is None:
+                ok += 1
+                if not first:
+                    st["refill"][str(pos)] = rank
+            else:
+                bad += 1
+                st["queue"].append(pos)
+                st["skipped"].append([rank, err])
+        if first:
+            st["done"] += len(pairs)
+        return ok, bad
+
+    def rows(self) -> tuple[pd.DataFrame, list[dict]]:
+        """The manifest part (candidate rows with their row in the array) and the unreadable files."""
+        parts, skipped = [], []
+        for ci, st in enumerate(self.state["colours"]):
+            pool = self.pools[ci]
+            refill = {int(k): v for k, v in st["refill"].items()}
+            ranks = [refill.get(p, p) for p in range(self.n)]
+            part = pool["frame"].iloc[ranks].copy()
+            part["row"] = np.arange(ci * self.n, (ci + 1) * self.n)
+            part["member"] = members(part).to_numpy(dtype=object)
+            parts.append(part)
+            skipped += [{"name": pool["name"][r], "split": self.split, "colour": self.colours[ci], "reason": e}
+                        for r, e in st["skipped"]]
+        return pd.concat(parts, ignore_index=True), skipped
+
+
+def _run(split: _Split, tasks: list, pool, progress: _Progress, counter: dict):
+    """Run tasks in order, record each result, save the state every few seconds and at the end."""
+    if not tasks:
+        return
+    payload = [(str(split.arr_path), split.size, split._items(ci, pairs)) for ci, pairs, _ in tasks]
+    last = time.time()
+    try:
+        for (ci, pairs, first), errors in zip(tasks, pool_map(pool, payload)):
+            ok, bad = split.apply(ci, pairs, first, errors)
+            counter["attempted"] += ok + bad
+            progress.update(ok)
+            if time.time() - last > CHECKPOINT_S:
+                split.save()
+                last = time.time()
+    finally:
+        split.save()  # what was recorded so far: a later run carries on from here
+
+
+def _decode_split(split: _Split, pool, progress: _Progress, counter: dict):
+    _run(split, split.first_pass(), pool, progress, counter)
+    while True:
+        tasks = split.refill_round()
+        if not tasks:
+            break
+        _run(split, tasks, pool, progress, counter)
 
 
 def _plan_key(candidates: pd.DataFrame, params: dict) -> str:
     h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-    h.update(pd.util.hash_pandas_object(candidates[["name", "split", "rank"]], index=False).values.tobytes())
+    h.update(pd.util.hash_pandas_object(candidates[["name", "split", "rank"]].astype(object),
+                                        index=False).values.tobytes())
     return h.hexdigest()[:16]
-
-
-class _Progress:
-    def __init__(self, total: int, label: str):
-        self.total, self.label, self.done, self.t0, self.last = total, label, 0, time.time(), 0.0
-
-    def update(self, n: int):
-        self.done += n
-        now = time.time()
-        if now - self.last > 2 or self.done >= self.total:
-            self.last = now
-            rate = self.done / max(now - self.t0, 1e-9)
-            eta = (self.total - self.done) / rate if rate else float("nan")
-            print(f"[prepare] {self.label}: {self.done}/{self.total} images decoded, {rate:.0f}/s, "
-                  f"eta {eta:.0f}s", file=sys.stderr, flush=True)
-
-
-def _decode_split(candidates: pd.DataFrame, colours: list[str], n: int, size: int, work: Path,
-                  split: str, pool, progress: _Progress) -> tuple[pd.DataFrame, list[dict]]:
-    """Fill work/{split}_images.npy, colour by colour, resuming from work/{split}_state.json."""
-    state_path = work / f"{split}_state.json"
-    arr_path = work / f"{split}_images.npy"
-    shape = (len(colours) * n, size, size, 3)
-    state = json.loads(state_path.read_text()) if state_path.exists() and arr_path.exists() else None
-    if state is None:
-        arr = np.lib.format.open_memmap(arr_path, mode="w+", dtype=np.uint8, shape=shape)
-        state = {"colours": {c: {"filled": 0, "next_rank": 0, "used": [], "skipped": []} for c in colours}}
-    else:
-        arr = np.load(arr_path, mmap_mode="r+")
-        progress.update(sum(s["filled"] for s in state["colours"].values()))
-    for ci, colour in enumerate(colours):
-        st = state["colours"][colour]
-        ranked = candidates[(candidates["label"] == ci) & (candidates["split"] == split)].sort_values("rank")
-        while st["filled"] < n:
-            need = n - st["filled"]
-            batch = ranked.iloc[st["next_rank"]: st["next_rank"] + need]
-            if batch.empty:
-                raise DataError(f"colour {colour!r}: only {st['filled']} readable {split} images "
-                                f"({len(st['skipped'])} unreadable); lower the per-colour counts.")
-            items = list(zip(batch["source"], batch["member"]))
-            chunks = [(items[i:i + CHUNK], size) for i in range(0, len(items), CHUNK)]
-            names = batch["name"].tolist()
-            k = 0
-            for result in pool_map(pool, chunks):
-                for value in result:
-                    name = names[k]
-                    k += 1
-                    if isinstance(value, str):
-                        st["skipped"].append({"name": name, "split": split, "reason": value})
-                    else:
-                        arr[ci * n + st["filled"]] = value
-                        st["filled"] += 1
-                        st["used"].append(name)
-                        progress.update(1)
-                st["next_rank"] += len(result)
-                arr.flush()
-                state_path.write_text(json.dumps(state))
-    del arr
-    rows = []
-    skipped = []
-    for ci, colour in enumerate(colours):
-        st = state["colours"][colour]
-        rows += [(name, ci * n + i) for i, name in enumerate(st["used"])]
-        skipped += st["skipped"]
-    used = pd.DataFrame(rows, columns=["name", "row"])
-    return used, skipped
-
-
-def pool_map(pool, chunks):
-    return pool.imap(_decode_task, chunks) if pool is not None else map(_decode_task, chunks)
 
 
 def prepare(sources: list[str | Path], out_dir: str | Path, *, colours: list[str] | None = None,
@@ -212,80 +448,121 @@ def prepare(sources: list[str | Path], out_dir: str | Path, *, colours: list[str
             image_size: int, seed: int = 0, image_table: str | None = None,
             viewpoints: list[int] | None = None, workers: int | None = None,
             synthetic: bool = False) -> dict:
-    """Select, split and decode; write the cache, manifest.csv and dataset.json into out_dir."""
+    """Select, split and decode; write the cache, manifest.csv, skipped.csv and dataset.json into out_dir.
+
+    An interrupted run leaves out_dir/.work behind; the next call with the same settings and data
+    carries on from there.
+    """
+    workers = max(1, int(workers or os.cpu_count() or 1))
+    # The workers start first, forked from a small process: they never share (and copy page by page)
+    # the 1.45 M-row listing this process builds next.
+    try:
+        with _workers(workers) as pool:
+            return _prepare(pool, workers, sources, out_dir, colours=colours, top_n_colours=top_n_colours,
+                            n_train_per_colour=n_train_per_colour, n_val_per_colour=n_val_per_colour,
+                            image_size=image_size, seed=seed, image_table=image_table, viewpoints=viewpoints,
+                            synthetic=synthetic)
+    finally:
+        _release()
+
+
+def _prepare(pool, workers, sources, out_dir, *, colours, top_n_colours, n_train_per_colour, n_val_per_colour,
+             image_size, seed, image_table, viewpoints, synthetic) -> dict:
     t0 = time.time()
     out_dir = Path(out_dir)
     work = out_dir / ".work"
     work.mkdir(parents=True, exist_ok=True)
+    print(f"[prepare] listing {len(sources)} source(s): {', '.join(str(s) for s in sources)}", file=sys.stderr)
     images, stats = list_images(sources)
-    print(f"[prepare] {len(images)} DVM images found in {len(sources)} source(s) "
-          f"({stats['duplicates']} duplicate names, {stats['not_dvm_names']} other files)", file=sys.stderr)
+    list_seconds = time.time() - t0
+    print(f"[prepare] {len(images)} DVM images found in {list_seconds:.1f}s ({stats['files']} files, "
+          f"{stats['duplicates']} duplicate names, {stats['not_dvm_names']} other files; by archive: "
+          f"{stats['by_archive']})", file=sys.stderr)
+    skipped = {"unreadable": 0, "duplicate_names": stats["duplicates"], "not_dvm_names": stats["not_dvm_names"],
+               "outside_viewpoints": 0, "unlisted_or_multicolour": 0}
+    listed = len(images)
     if viewpoints:
         if not image_table:
             raise DataError("'data.viewpoints' needs 'data.image_table' (Image_table.csv or tables_V2.zip).")
         images = filter_viewpoints(images, read_image_table(image_table), viewpoints)
+        skipped["outside_viewpoints"] = listed - len(images)
         print(f"[prepare] {len(images)} images with viewpoint in {viewpoints}", file=sys.stderr)
+    skipped["unlisted_or_multicolour"] = int(images["color"].isin(NON_COLOURS).sum())
+    available = colour_counts(images)
     chosen = choose_colours(images, colours, top_n_colours)
     candidates = split_by_advert(images, chosen, n_train_per_colour, n_val_per_colour, seed)
-    params = {"colours": chosen, "n": [n_train_per_colour, n_val_per_colour], "size": image_size, "seed": seed}
+    del images
+    params = {"format": 2, "colours": chosen, "n": [n_train_per_colour, n_val_per_colour], "size": image_size, "seed": seed}
     key = _plan_key(candidates, params)
     key_path = work / "plan.txt"
     if not key_path.exists() or key_path.read_text() != key:  # a different plan: start afresh
         shutil.rmtree(work)
         work.mkdir(parents=True)
         key_path.write_text(key)
-    workers = workers or os.cpu_count() or 1
     counts = {"train": n_train_per_colour, "val": n_val_per_colour}
-    progress = _Progress(len(chosen) * (n_train_per_colour + n_val_per_colour),
-                         f"{image_size}px cache, {workers} worker(s)")
-    manifest, skipped = [], []
-    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with (ctx.Pool(workers) if workers > 1 else _NoPool()) as pool:
+    splits = {s: _Split(candidates, chosen, s, counts[s], image_size, work) for s in SPLITS}
+    total = len(chosen) * (n_train_per_colour + n_val_per_colour)
+    cache_bytes = sum(sp.nbytes for sp in splits.values())
+    need = sum(sp.nbytes for sp in splits.values() if not sp.resumable)
+    free = shutil.disk_usage(work).free
+    if free < need:  # the arrays are created sparse: a full disk would only show halfway through
+        raise DataError(f"the cache needs {need / 1e9:.1f} GB but only {free / 1e9:.1f} GB are free in {work}; "
+                        f"free some space or lower image_size / the per-colour counts.")
+    resumed = sum(sp.open() for sp in splits.values())
+    print(f"[prepare] {len(chosen)} colours x ({n_train_per_colour} train + {n_val_per_colour} val) = {total} images "
+          f"at {image_size}px: cache {cache_bytes / 1e9:.2f} GB, {workers} worker(s)"
+          + (f"; resuming with {resumed} already decoded" if resumed else ""), file=sys.stderr, flush=True)
+    progress = _Progress(total, f"decoding at {image_size}px", done=resumed)
+    counter = {"attempted": 0}
+    t_decode = time.time()
+    try:
         for split in SPLITS:
-            used, skip = _decode_split(candidates, chosen, counts[split], image_size, work, split,
-                                       pool if workers > 1 else None, progress)
-            part = candidates[candidates["split"] == split].merge(used, on="name")
-            manifest.append(part)
-            skipped += skip
-    manifest = pd.concat(manifest, ignore_index=True)
-    manifest["colour"] = manifest["color"]
-    manifest = manifest[["split", "row", "label", "colour", "name", "adv_id", "maker", "genmodel", "year",
-                         "archive", "source", "member"]].sort_values(["split", "row"])
-    seconds = time.time() - t0
+            _decode_split(splits[split], pool, progress, counter)
+    finally:
+        progress.close()
+    decode_seconds = time.time() - t_decode
+    manifest, unreadable = [], []
     for split in SPLITS:
-        labels = manifest.loc[manifest["split"] == split].sort_values("row")["label"].to_numpy(np.int64)
+        part, bad = splits[split].rows()
+        manifest.append(part)
+        unreadable += bad
+    manifest = pd.concat(manifest, ignore_index=True)
+    manifest["colour"] = manifest["color"].astype(object)
+    manifest = manifest[["split", "row", "label", "colour", "name", "adv_id", "maker", "genmodel", "year",
+                         "archive", "source", "member"]].sort_values(["split", "row"]).reset_index(drop=True)
+    for col in ("adv_id", "maker", "genmodel", "year", "archive", "source"):
+        manifest[col] = manifest[col].astype(object)
+    skipped["unreadable"] = len(unreadable)
+    for split in SPLITS:
+        labels = manifest.loc[manifest["split"] == split, "label"].to_numpy(np.int64)
         np.save(work / f"{split}_labels.npy", labels)
-    info = _describe(manifest, skipped, stats, chosen, counts, image_size, synthetic, seconds)
+    seconds = time.time() - t0
+    info = _describe(manifest, skipped, stats, chosen, counts, image_size, synthetic, seconds,
+                     listed=listed, available=available, decode_seconds=decode_seconds,
+                     attempted=counter["attempted"], workers=workers, resumed=resumed,
+                     cache_bytes=cache_bytes, list_seconds=list_seconds, seed=seed,
+                     viewpoints=viewpoints, image_table=image_table)
     manifest.to_csv(work / "manifest.csv", index=False)
-    pd.DataFrame(skipped, columns=["name", "split", "reason"]).to_csv(work / "skipped.csv", index=False)
+    pd.DataFrame(unreadable, columns=["name", "split", "colour", "reason"]).to_csv(work / "skipped.csv", index=False)
     (work / "dataset.json").write_text(json.dumps(info, indent=2))
-    for name in ("train_images.npy", "val_images.npy", "train_labels.npy", "val_labels.npy",
-                 "manifest.csv", "skipped.csv", "dataset.json"):
+    for name in OUTPUTS:
         os.replace(work / name, out_dir / name)
     shutil.rmtree(work)
-    size_mb = sum((out_dir / f"{s}_images.npy").stat().st_size for s in SPLITS) / 1e6
-    print(f"[prepare] done in {seconds:.1f}s: {len(manifest)} images, cache {size_mb:.1f} MB, "
-          f"{len(skipped)} unreadable skipped, {info['decode_images_per_s']:.0f} images/s "
+    print(f"[prepare] done in {seconds:.1f}s (listing {list_seconds:.1f}s, decoding {decode_seconds:.1f}s): "
+          f"{len(manifest)} images, cache {cache_bytes / 1e9:.2f} GB in {out_dir}, {len(unreadable)} unreadable "
+          f"skipped and replaced, {info['decode_images_per_s']:.0f} images/s "
           f"({info['decode_images_per_s_per_worker']:.0f} per worker)", file=sys.stderr)
     return info
 
 
-class _NoPool:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _describe(manifest, skipped, stats, colours, counts, size, synthetic, seconds) -> dict:
-    reasons: dict[str, int] = {}
-    for s in skipped:
-        reasons["unreadable"] = reasons.get("unreadable", 0) + 1
-    train_adv = set(manifest.loc[manifest["split"] == "train", "adv_id"])
-    val_adv = set(manifest.loc[manifest["split"] == "val", "adv_id"])
-    decoded = len(manifest) + len(skipped)
-    workers = os.cpu_count() or 1
+def _describe(manifest, skipped, stats, colours, counts, size, synthetic, seconds, *, listed, available,
+              decode_seconds, attempted, workers, resumed, cache_bytes, list_seconds, seed, viewpoints,
+              image_table) -> dict:
+    adv = {s: set(manifest.loc[manifest["split"] == s, "adv_id"]) for s in SPLITS}
+    per = manifest.groupby(["colour", "split"]).size()
+    per_colour = {c: {s: int(per.get((c, s), 0)) for s in SPLITS} for c in colours}
+    adverts_per_colour = manifest.groupby(["colour", "split"])["adv_id"].nunique()
+    rate = attempted / max(decode_seconds, 1e-9)
     return {
         "source": "synthetic" if synthetic else "dvm",
         "synthetic": bool(synthetic),
@@ -294,15 +571,32 @@ def _describe(manifest, skipped, stats, colours, counts, size, synthetic, second
         "n_train_per_colour": counts["train"],
         "n_val_per_colour": counts["val"],
         "images": int(len(manifest)),
-        "adverts": int(len(train_adv | val_adv)),
-        "advert_level_split": not (train_adv & val_adv),
-        "skipped": {"unreadable": reasons.get("unreadable", 0),
-                    "duplicate_names": stats["duplicates"], "not_dvm_names": stats["not_dvm_names"]},
+        "images_per_split": {s: int((manifest["split"] == s).sum()) for s in SPLITS},
+        "images_per_colour": per_colour,
+        "adverts": int(len(adv["train"] | adv["val"])),
+        "adverts_per_split": {s: len(adv[s]) for s in SPLITS},
+        "adverts_per_colour": {c: {s: int(adverts_per_colour.get((c, s), 0)) for s in SPLITS} for c in colours},
+        "advert_level_split": not (adv["train"] & adv["val"]),
+        "skipped": {k: int(v) for k, v in skipped.items()},
         "files_seen": stats["files"],
+        "images_listed": int(listed),
+        "images_available_per_colour": {str(c): int(n) for c, n in available.items()},
         "archives": stats["sources"],
+        "archives_read": sorted(set(stats["by_archive"]) | set(stats["duplicates_by_archive"])),
+        "images_listed_per_archive": stats["by_archive"],
+        "duplicates_per_archive": stats["duplicates_by_archive"],
+        "images_used_per_archive": {str(k): int(v) for k, v in manifest["archive"].value_counts().items()},
+        "seed": seed,
+        "viewpoints": viewpoints,
+        "image_table": Path(image_table).name if image_table else None,
+        "cache_bytes": int(cache_bytes),
         "prepare_seconds": round(seconds, 2),
-        "decode_images_per_s": decoded / max(seconds, 1e-9),
-        "decode_images_per_s_per_worker": decoded / max(seconds, 1e-9) / workers,
+        "list_seconds": round(list_seconds, 2),
+        "decode_seconds": round(decode_seconds, 2),
+        "decode_workers": workers,
+        "images_resumed": int(resumed),
+        "decode_images_per_s": rate,
+        "decode_images_per_s_per_worker": rate / workers,
     }
 
 

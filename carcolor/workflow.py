@@ -93,6 +93,11 @@ def prepare_settings(cfg: dict) -> str:
     return json.dumps(settings, separators=(",", ":"))
 
 
+def prepare_threads(cfg: dict, cores: int) -> int:
+    """Decoding processes: data.workers when set, else every core Snakemake was given."""
+    return cfg["data"]["workers"] or cores
+
+
 def generate_settings(cfg: dict) -> str:
     colours = cfg["data"]["colours"]
     if not colours:
