@@ -1,8 +1,13 @@
 """Batches straight from the uint8 cache: no JPEG, no per-image Python in the training loop.
 
 Augmentation (random crop from a white-padded image, horizontal flip) and normalisation run on
-whole batches as tensor operations. No colour augmentation: hue or saturation jitter would change
-the label.
+whole batches as tensor operations: crop and flip are one gather, normalisation a multiply-add.
+No colour augmentation: hue or saturation jitter would change the label.
+
+The random choices of an epoch (order, crop offsets, flips) are drawn at its start from one CPU
+generator, so a run is reproducible on any device and resumes exactly from the generator's state
+saved at an epoch boundary. Where the images live on the GPU, those choices go to the device once
+per epoch; each batch is then device work only, without a host round trip.
 """
 from __future__ import annotations
 
@@ -15,73 +20,139 @@ STD = (0.229, 0.224, 0.225)
 
 
 class TrainPreset:
-    """Random crop (from a white-padded image) and horizontal flip, applied to a NHWC uint8 batch."""
+    """Random crop (from an image padded with white) and horizontal flip of a NHWC uint8 batch.
+
+    `sample` draws the per-image choices, `apply` carries them out as one gather; calling the preset
+    does both. The output has the input's shape and dtype, and only pixels of the input or white.
+    """
 
     def __init__(self, *, crop_padding: int = 4, hflip: bool = True):
+        if crop_padding < 0:
+            raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
         self.crop_padding = crop_padding
         self.hflip = hflip
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    @property
+    def identity(self) -> bool:
+        return not self.crop_padding and not self.hflip
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Per-image (dy, dx, flip) as a (n, 3) int64 CPU tensor."""
+        p = self.crop_padding
+        offsets = torch.randint(0, 2 * p + 1, (n, 2), generator=generator)
+        flips = (torch.rand(n, generator=generator) < 0.5) if self.hflip else torch.zeros(n, dtype=torch.bool)
+        return torch.cat([offsets, flips.long()[:, None]], 1)
+
+    def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Crop and flip x (N, H, W, C uint8) as `params` (from `sample`, on x's device) say."""
+        if self.identity:
+            return x
         n, h, w, _ = x.shape
         p = self.crop_padding
         if p:
-            padded = torch.nn.functional.pad(x.permute(0, 3, 1, 2), (p, p, p, p), value=255).permute(0, 2, 3, 1)
-            dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
-            dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(x.device)
-            rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]
-            cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]
-            x = padded[torch.arange(n, device=x.device)[:, None, None], rows, cols]
-        if self.hflip:
-            flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
-            x = torch.where(flip[:, None, None, None], x.flip(2), x)
-        return x
+            # pad H and W of the NHWC batch (F.pad pads the last dimensions first)
+            x = torch.nn.functional.pad(x, (0, 0, p, p, p, p), value=255)
+        dy, dx, flip = params[:, 0], params[:, 1], params[:, 2]
+        j = torch.arange(w, device=x.device)
+        cols = torch.where(flip[:, None].bool(), w - 1 - j, j) + dx[:, None]  # (n, w)
+        rows = dy[:, None] + torch.arange(h, device=x.device)  # (n, h)
+        return x[torch.arange(n, device=x.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.apply(x, self.sample(len(x), generator).to(x.device))
 
 
 class Normalize:
-    """NHWC uint8 -> NCHW float (channels_last memory layout), ImageNet-normalised."""
+    """NHWC uint8 -> NCHW float (channels_last memory layout), ImageNet-normalised as x * scale + shift."""
 
-    def __init__(self, device: torch.device, dtype: torch.dtype = torch.float32):
-        self.mean = torch.tensor(MEAN, device=device, dtype=dtype).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(STD, device=device, dtype=dtype).view(1, 3, 1, 1) * 255
+    def __init__(self, device: torch.device | str, dtype: torch.dtype = torch.float32):
+        mean = torch.tensor(MEAN, dtype=torch.float64).view(1, 3, 1, 1) * 255
+        std = torch.tensor(STD, dtype=torch.float64).view(1, 3, 1, 1) * 255
+        # (x - mean) / std = x * scale + shift; the constants are computed in float64, once.
+        self.scale = (1 / std).to(device=device, dtype=dtype)
+        self.shift = (-mean / std).to(device=device, dtype=dtype)
         self.dtype = dtype
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        # permute of a contiguous NHWC tensor is already channels_last in memory
-        return (x.permute(0, 3, 1, 2).to(self.dtype) - self.mean) / self.std
+        # A permuted contiguous NHWC tensor is already channels_last in memory; the result keeps that.
+        x = x.permute(0, 3, 1, 2)
+        if x.device.type == "cpu":  # measured: convert, then scale and shift in place, is quickest here
+            return x.to(self.dtype).mul_(self.scale).add_(self.shift)
+        return torch.addcmul(self.shift, x.to(self.dtype), self.scale)
 
 
 class CachedBatches:
-    """Iterates (images, labels) batches over an in-memory uint8 array, optionally kept on the device."""
+    """Iterates (images, labels) batches over an in-memory uint8 array, optionally kept on the device.
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, *, batch_size: int, device: torch.device,
-                 shuffle: bool, seed: int = 0, preset: TrainPreset | None = None,
-                 on_device: bool = False, drop_last: bool = False):
-        storage = torch.from_numpy(np.array(images))  # into memory, once: no disk reads per batch
-        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-        self.on_device = on_device and device.type != "cpu"
+    images: (N, H, W, 3) uint8, a numpy array (memory-mapped or not) or a torch tensor (which may
+    already be on the device). Images go to the device as uint8 (a quarter of float32's bytes),
+    through pinned memory when they stay on the host; crop, flip and normalisation run there.
+    `dtype` is the dtype of the yielded images (bf16 saves autocast a cast on the GPU).
+    """
+
+    def __init__(self, images, labels, *, batch_size: int, device: torch.device | str, shuffle: bool,
+                 seed: int = 0, preset: TrainPreset | None = None, on_device: bool = False,
+                 drop_last: bool = False, dtype: torch.dtype = torch.float32):
+        device = torch.device(device)
+        if torch.is_tensor(images):
+            storage = images
+        else:  # into memory, once: no disk reads per batch
+            storage = torch.from_numpy(np.array(images, dtype=np.uint8, order="C"))
+        labels = labels if torch.is_tensor(labels) else torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        if storage.dtype != torch.uint8 or storage.dim() != 4 or storage.shape[-1] != 3:
+            raise ValueError(f"images must be (N, H, W, 3) uint8, got {tuple(storage.shape)} {storage.dtype}")
+        if len(storage) != len(labels):
+            raise ValueError(f"{len(storage)} images but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.on_device = device.type != "cpu" and (on_device or storage.device.type != "cpu")
         if self.on_device:
-            storage, self.labels = storage.to(device), self.labels.to(device)
-        elif device.type == "cuda":
-            storage = storage.pin_memory()
-        self.images = storage
+            storage, labels = storage.to(device), labels.to(device)
+        else:
+            storage, labels = storage.cpu(), labels.cpu()
+        self.images, self.labels = storage.contiguous(), labels.long()
         self.batch_size, self.device, self.shuffle = batch_size, device, shuffle
         self.preset, self.drop_last = preset, drop_last
+        self.pin = device.type == "cuda" and not self.on_device
         self.generator = torch.Generator().manual_seed(seed)
-        self.normalize = Normalize(device)
+        self.normalize = Normalize(device, dtype)
 
     def __len__(self) -> int:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def __iter__(self):
+    def _epoch_plan(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This epoch's image order and augmentation choices, drawn from the CPU generator."""
         n = len(self.labels)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            if self.on_device:
-                idx = idx.to(self.device)
-            x = self.images[idx].to(self.device, non_blocking=True)
-            y = self.labels[idx].to(self.device, non_blocking=True)
-            if self.preset is not None:
-                x = self.preset(x, self.generator)
+        order = order[:len(self) * self.batch_size]
+        params = None
+        if self.preset is not None and not self.preset.identity:
+            params = self.preset.sample(len(order), self.generator)
+        return order, params
+
+    def _gather(self, idx: torch.Tensor) -> torch.Tensor:
+        if not self.pin:
+            return self.images.index_select(0, idx)
+        # into page-locked memory (the caching host allocator recycles it once the copy is done),
+        # so that the copy to the GPU runs asynchronously
+        buf = torch.empty((len(idx),) + tuple(self.images.shape[1:]), dtype=torch.uint8, pin_memory=True)
+        torch.index_select(self.images, 0, idx, out=buf)
+        return buf.to(self.device, non_blocking=True)
+
+    def __iter__(self):
+        order, params = self._epoch_plan()
+        # one transfer per epoch (none per batch) where the data live on the device
+        order = order.to(self.images.device, non_blocking=True)
+        labels = self.labels[order]
+        if self.pin:
+            labels = labels.pin_memory()
+        if params is not None:
+            params = params.to(self.device, non_blocking=self.pin)
+        b = self.batch_size
+        for start in range(0, len(order), b):
+            x = self._gather(order[start:start + b])
+            y = labels[start:start + b].to(self.device, non_blocking=True)
+            if params is not None:
+                x = self.preset.apply(x, params[start:start + b])
             yield self.normalize(x), y

@@ -3,14 +3,24 @@
 `train_one_epoch`, `evaluate` and `run` (the main entry point, called by experiments/train.ipynb).
 A checkpoint (model, optimizer, epoch, config, history) is written after every epoch; a run that
 finds an unfinished checkpoint of the same configuration resumes from it.
+
+Speed (numbers in benchmarks/README.md): batches come from the uint8 cache (carcolor.batches), the
+model runs in channels_last (faster on the CPU too, at 64 and 224 px), bf16 autocast and
+torch.compile on CUDA only (on the CPU bf16 autocast was slower and compiling costs more than an
+8-epoch run), both optimizers use torch.optim's foreach implementation (a fair Adam vs Adamax
+step time), and no per-batch host synchronisation on CUDA: the per-epoch timing breakdown uses
+CUDA events, read once at the end of the epoch.
 """
 from __future__ import annotations
 
 import dataclasses
+import ctypes
 import hashlib
+import inspect
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,27 +86,122 @@ class Runtime:
     data_on_device: bool
     channels_last: bool
 
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype the batches are normalised into: the autocast dtype on CUDA (saves a cast)."""
+        return self.amp_dtype if self.amp_dtype is not None and self.device.type == "cuda" else torch.float32
+
 
 def resolve_runtime(cfg: TrainConfig, data_bytes: int) -> Runtime:
+    """Device, mixed precision, compilation and data placement; 'auto' means what measured fastest.
+
+    On the CPU: fp32 (bf16 autocast measured ~1.8x slower), eager (compiling takes longer than
+    an 8-epoch run saves). On CUDA: bf16 autocast, torch.compile, the data on the device if they
+    take under half of the free GPU memory. channels_last is a plain setting (faster on both).
+    """
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("config asks for device 'cuda' but no CUDA device is available; use 'auto' or 'cpu'.")
     use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if use_cuda else "cpu")
-    amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+    amps = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     if cfg.amp == "auto":
         amp = torch.bfloat16 if use_cuda else None
-    # Compiling costs a minute or more of start-up; it pays on a GPU, not on a small CPU run.
-    compiled = use_cuda if cfg.compile == "auto" else bool(cfg.compile)
+    elif cfg.amp in amps:
+        amp = amps[cfg.amp]
+    else:
+        raise ValueError(f"amp must be auto, none, bf16 or fp16, got {cfg.amp!r}")
+    compiled = use_cuda if cfg.compile == "auto" else _flag(cfg.compile, "compile")
     if cfg.data_on_device == "auto":
         on_device = use_cuda and data_bytes < 0.5 * torch.cuda.mem_get_info()[0]
     else:
-        on_device = bool(cfg.data_on_device) and use_cuda
-    return Runtime(device, amp, compiled, on_device, cfg.channels_last)
+        on_device = _flag(cfg.data_on_device, "data_on_device") and use_cuda
+    return Runtime(device, amp, compiled, on_device, bool(cfg.channels_last))
+
+
+def _flag(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError(f"{name} must be auto, true or false, got {value!r}")
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed memory in the process instead of returning it to the system.
+
+    By default glibc serves every allocation above 32 MB with its own mmap and unmaps it when freed,
+    so each training step on the CPU page-faults all its large activations in afresh: at 224 px
+    that is a third of the step's time (measured 14 -> 21 images/s for MobileNetV2, batch 64);
+    neutral at 64 px. Process-wide; Linux with glibc only. Returns whether it took effect.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return mallopt(m_mmap_max, 0) == 1 and mallopt(m_trim_threshold, 2**31 - 1) == 1
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
+
+
+class PhaseTimer:
+    """Splits a loop's time into phases: `mark(phase)` books the time since the previous mark.
+
+    On the CPU it reads the wall clock. On CUDA it records an event on the current stream and reads
+    the events once, in `totals`: no host synchronisation per batch, and the phases add up to the
+    stream's time between the first and the last mark. Disabled, it does nothing.
+    """
+
+    def __init__(self, device: torch.device, phases: tuple[str, ...], enabled: bool = True):
+        self.cuda = device.type == "cuda"
+        self.enabled = enabled
+        self.phases = phases
+        self.marks: list[tuple[str | None, object]] = []
+        self._cpu = dict.fromkeys(phases, 0.0)
+        self._last = 0.0
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        if self.cuda:
+            self.marks = [(None, self._event())]
+        self._last = time.perf_counter()
+
+    @staticmethod
+    def _event():
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def mark(self, phase: str) -> None:
+        if not self.enabled:
+            return
+        if self.cuda:
+            self.marks.append((phase, self._event()))
+        else:
+            now = time.perf_counter()
+            self._cpu[phase] += now - self._last
+            self._last = now
+
+    def totals(self) -> dict[str, float]:
+        """Seconds per phase (NaN when disabled); on CUDA waits for the last event."""
+        if not self.enabled:
+            return dict.fromkeys(self.phases, float("nan"))
+        if not self.cuda:
+            return dict(self._cpu)
+        out = dict.fromkeys(self.phases, 0.0)
+        if len(self.marks) > 1:
+            self.marks[-1][1].synchronize()
+            for (_, a), (phase, b) in zip(self.marks, self.marks[1:]):
+                out[phase] += a.elapsed_time(b) / 1000
+        return out
 
 
 def _scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
@@ -105,57 +210,56 @@ def _scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
             "accuracy": float(accuracy_score(y_true, y_pred))}
 
 
-def train_one_epoch(model, criterion, optimizer, batches: CachedBatches, rt: Runtime, *,
-                    n_classes: int, timing: bool = True) -> dict:
-    """One pass over the training batches; returns loss, scores and where the time went."""
+PHASES = ("data_s", "forward_backward_s", "optimizer_s")
+
+
+def train_one_epoch(model, criterion, optimizer, batches, rt: Runtime, *, n_classes: int,
+                    timing: bool = True) -> dict:
+    """One pass over the training batches; returns loss, scores and where the time went.
+
+    data_s + forward_backward_s + optimizer_s add up to `seconds` (bar the loop's end). Nothing
+    here waits for the GPU before the end of the epoch.
+    """
     model.train()
     device = rt.device
-    totals = {"data_s": 0.0, "forward_backward_s": 0.0, "optimizer_s": 0.0}
+    timer = PhaseTimer(device, PHASES, enabled=timing)
     loss_sum = torch.zeros((), device=device)
     preds, targets = [], []
     n = 0
     _sync(device)
-    start = tick = time.perf_counter()
+    start = time.perf_counter()
+    timer.start()
     for x, y in batches:
-        if timing:
-            _sync(device)
-            now = time.perf_counter()
-            totals["data_s"] += now - tick
-            tick = now
+        timer.mark("data_s")
         with torch.autocast(device.type, dtype=rt.amp_dtype, enabled=rt.amp_dtype is not None):
             logits = model(x)
             loss = criterion(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if timing:
-            _sync(device)
-            now = time.perf_counter()
-            totals["forward_backward_s"] += now - tick
-            tick = now
-        optimizer.step()
-        if timing:
-            _sync(device)
-            now = time.perf_counter()
-            totals["optimizer_s"] += now - tick
-            tick = now
         loss_sum += loss.detach().float() * len(y)
         preds.append(logits.detach().argmax(1))
         targets.append(y)
         n += len(y)
+        timer.mark("forward_backward_s")
+        optimizer.step()
+        timer.mark("optimizer_s")
+    totals = timer.totals()
     _sync(device)
     seconds = time.perf_counter() - start
     loss_value = float(loss_sum) / max(n, 1)
     y_true = torch.cat(targets).cpu().numpy()
     y_pred = torch.cat(preds).cpu().numpy()
-    if not timing:
-        totals = {k: float("nan") for k in totals}
     return {"loss": loss_value, **_scores(y_true, y_pred, n_classes), "seconds": seconds,
             "images_per_s": n / seconds, **totals}
 
 
-@torch.no_grad()
-def evaluate(model, criterion, batches: CachedBatches, rt: Runtime, *, n_classes: int) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Loss and scores on a held-out split; also returns predicted labels and their probabilities."""
+@torch.inference_mode()
+def evaluate(model, criterion, batches, rt: Runtime, *, n_classes: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Loss and scores on a held-out split; also returns predicted labels and their probabilities.
+
+    In large batches (eval_batch_size); `run` passes the eager model, as compiling the inference
+    graph of every batch shape costs more than it saves over a few passes of the validation split.
+    """
     model.eval()
     _sync(rt.device)
     start = time.perf_counter()
@@ -177,6 +281,28 @@ def evaluate(model, criterion, batches: CachedBatches, rt: Runtime, *, n_classes
     metrics = {"loss": float(loss_sum) / len(y_true), **_scores(y_true, y_pred, n_classes),
                "seconds": seconds, "images_per_s": len(y_true) / seconds}
     return metrics, y_pred, torch.cat(probs).cpu().numpy()
+
+
+def optimizer_settings(name: str, kwargs: dict) -> tuple[dict, str]:
+    """The optimizer's keyword arguments, with torch.optim's foreach implementation unless chosen.
+
+    torch.optim picks foreach only for CUDA tensors and has a fused Adam but no fused Adamax; asking
+    for foreach everywhere times both optimizers' steps with the same kind of implementation.
+    Returns the arguments and the implementation's name ('foreach', 'fused' or 'for-loop').
+    """
+    optim.check_optimizer(name)
+    kwargs = dict(kwargs)
+    cls = getattr(torch.optim, optim.COMMON.get(name.lower()) or optim.available()[name.lower()])
+    accepted = inspect.signature(cls.__init__).parameters
+    if "foreach" in accepted and "foreach" not in kwargs and not kwargs.get("fused"):
+        kwargs["foreach"] = True
+    if kwargs.get("fused"):
+        impl = "fused"
+    elif kwargs.get("foreach"):
+        impl = "foreach"
+    else:
+        impl = "for-loop"
+    return kwargs, impl
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -209,25 +335,30 @@ def run(cfg: TrainConfig, data: dict, out_dir: str | Path, *, log=print) -> dict
     rt = resolve_runtime(cfg, data["train_images"].nbytes + data["val_images"].nbytes)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
+    keeps_memory = False
     if rt.device.type == "cpu":
         torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
+        keeps_memory = keep_freed_memory()
     else:
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
+    deterministic = bool(cfg.deterministic) and rt.device.type == "cpu"
 
     model = models.build_model(cfg.arch, n_classes, pretrained=cfg.pretrained)
     params = models.count_parameters(model)
     macs = models.count_macs(model, data["train_images"].shape[1])
     memory_format = torch.channels_last if rt.channels_last else torch.contiguous_format
     model = model.to(rt.device, memory_format=memory_format)
+    optimizer_kwargs, optimizer_impl = optimizer_settings(cfg.optimizer, cfg.optimizer_kwargs)
     optimizer = optim.build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr,
-                                      weight_decay=cfg.weight_decay, **cfg.optimizer_kwargs)
+                                      weight_decay=cfg.weight_decay, **optimizer_kwargs)
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     train_batches = CachedBatches(data["train_images"], data["train_labels"], batch_size=cfg.batch_size,
                                   device=rt.device, shuffle=True, seed=cfg.seed,
                                   preset=TrainPreset(crop_padding=cfg.crop_padding, hflip=cfg.hflip),
-                                  on_device=rt.data_on_device, drop_last=True)
+                                  on_device=rt.data_on_device, drop_last=True, dtype=rt.input_dtype)
     val_batches = CachedBatches(data["val_images"], data["val_labels"], batch_size=cfg.eval_batch_size,
-                                device=rt.device, shuffle=False, on_device=rt.data_on_device)
+                                device=rt.device, shuffle=False, on_device=rt.data_on_device,
+                                dtype=rt.input_dtype)
 
     ckpt_path = out / "checkpoint.pt"
     history: list[dict] = []
@@ -250,7 +381,7 @@ def run(cfg: TrainConfig, data: dict, out_dir: str | Path, *, log=print) -> dict
         if not math.isfinite(tr["loss"]):
             raise FloatingPointError(f"cell {cfg.cell}: training loss is {tr['loss']} in epoch {epoch}; "
                                      f"lower the learning rate (lr={cfg.lr}) or check the data.")
-        va, preds, probs = evaluate(step_model, criterion, val_batches, rt, n_classes=n_classes)
+        va, preds, probs = evaluate(model, criterion, val_batches, rt, n_classes=n_classes)
         history.append({**keys, "epoch": epoch, "split": "train", **tr})
         history.append({**keys, "epoch": epoch, "split": "val", **va,
                         "data_s": float("nan"), "forward_backward_s": float("nan"), "optimizer_s": float("nan")})
@@ -263,7 +394,7 @@ def run(cfg: TrainConfig, data: dict, out_dir: str | Path, *, log=print) -> dict
                       "classes": classes, "complete": epoch == cfg.epochs}, ckpt_path)
 
     if preds is None:  # resumed from the last epoch's checkpoint: predictions are recomputed
-        _, preds, probs = evaluate(step_model, criterion, val_batches, rt, n_classes=n_classes)
+        _, preds, probs = evaluate(model, criterion, val_batches, rt, n_classes=n_classes)
     metrics = pd.DataFrame(history)
     metrics.to_csv(out / "metrics.csv", index=False)
     pd.DataFrame({"row": np.arange(len(preds)), "label": data["val_labels"], "pred": preds,
@@ -275,7 +406,11 @@ def run(cfg: TrainConfig, data: dict, out_dir: str | Path, *, log=print) -> dict
                "train_images": int(len(data["train_labels"])), "val_images": int(len(data["val_labels"])),
                "device": provenance.device_name(rt.device), "amp": str(rt.amp_dtype).replace("torch.", ""),
                "compile": rt.compile, "channels_last": rt.channels_last, "data_on_device": rt.data_on_device,
-               "threads": torch.get_num_threads(), "config": dataclasses.asdict(cfg)}
+               "threads": torch.get_num_threads(), "optimizer_impl": optimizer_impl,
+               "timing_breakdown": bool(cfg.timing_breakdown), "deterministic": deterministic,
+               "cudnn_benchmark": rt.device.type == "cuda", "input_dtype": str(rt.input_dtype).replace("torch.", ""),
+               "eval_batch_size": cfg.eval_batch_size, "eval_compiled": False, "keep_freed_memory": keeps_memory,
+               "torch": torch.__version__, "config": dataclasses.asdict(cfg)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "provenance.json").write_text(json.dumps(provenance.collect(), indent=2))
     return summary

@@ -1,0 +1,241 @@
+"""Training one cell (carcolor.train) on a tiny random cache: outputs, determinism, resume, errors."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from carcolor import tables, train
+
+CLASSES = ["Black", "White", "Red", "Blue"]
+METRIC_COLUMNS = ["loss", "f1_macro", "accuracy"]
+
+
+def _data(n_per_class: int = 16, n_val_per_class: int = 4, size: int = 32, seed: int = 0) -> dict:
+    """4 classes x 16 training images at 32 px, each class a noisy flat colour."""
+    rng = np.random.default_rng(seed)
+    palette = np.array([[20, 20, 20], [235, 235, 235], [200, 30, 30], [30, 40, 200]])
+
+    def split(n):
+        labels = np.repeat(np.arange(len(CLASSES)), n)
+        images = palette[labels][:, None, None, :] + rng.integers(-20, 21, (len(labels), size, size, 3))
+        return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.int64)
+
+    train_images, train_labels = split(n_per_class)
+    val_images, val_labels = split(n_val_per_class)
+    return {"train_images": train_images, "train_labels": train_labels, "val_images": val_images,
+            "val_labels": val_labels, "classes": CLASSES, "info": {}}
+
+
+def _cfg(**train_settings) -> train.TrainConfig:
+    settings = {"epochs": 2, "batch_size": 16, "eval_batch_size": 64, "lr": 0.002, **train_settings}
+    return train.TrainConfig.from_params(cell="mobilenet_v1-adam-s0", arch=settings.pop("arch", "mobilenet_v1"),
+                                         optimizer=settings.pop("optimizer", "adam"), seed=0, train=settings)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _data()
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """One uninterrupted 2-epoch run."""
+    out = tmp_path_factory.mktemp("reference")
+    summary = train.run(_cfg(), data, out, log=lambda *a: None)
+    return out, summary, pd.read_csv(out / "metrics.csv")
+
+
+def _quiet(*_):
+    pass
+
+
+def test_outputs_have_the_expected_columns(reference, data):
+    out, summary, metrics = reference
+    assert set(tables.EPOCH_COLUMNS) <= set(metrics.columns)
+    assert list(metrics[["epoch", "split"]].itertuples(index=False, name=None)) == [
+        (1, "train"), (1, "val"), (2, "train"), (2, "val")]
+    preds = pd.read_csv(out / "predictions.csv")
+    assert list(preds.columns) == ["row", "label", "pred", "true_colour", "pred_colour", "confidence"]
+    assert len(preds) == len(data["val_labels"]) and preds["confidence"].between(0, 1).all()
+    saved = json.loads((out / "summary.json").read_text())
+    for key in ("cell", "arch", "optimizer", "seed", "epochs", "params", "macs", "image_size", "batch_size", "lr",
+                "train_images", "val_images", "device", "amp", "compile", "channels_last", "data_on_device",
+                "threads", "optimizer_impl", "timing_breakdown", "deterministic", "input_dtype", "eval_batch_size",
+                "keep_freed_memory",
+                "config"):
+        assert key in saved, key
+    assert saved["optimizer_impl"] == "foreach" and saved["channels_last"] is True
+    assert saved["compile"] is False and saved["amp"] == "None" and saved["data_on_device"] is False
+    assert json.loads((out / "provenance.json").read_text())["packages"]["torch"]
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["complete"] is True
+    row = tables.summarise(metrics, saved)  # what collect makes of it
+    assert set(tables.SUMMARY_COLUMNS) <= set(row)
+
+
+def test_timing_breakdown_adds_up(reference):
+    _, _, metrics = reference
+    tr = metrics[metrics["split"] == "train"]
+    parts = tr[list(train.PHASES)].sum(axis=1)
+    assert (tr[list(train.PHASES)] >= 0).all().all()
+    assert np.allclose(parts, tr["seconds"], rtol=0.05, atol=0.02), (parts.tolist(), tr["seconds"].tolist())
+    assert metrics.loc[metrics["split"] == "val", list(train.PHASES)].isna().all().all()
+    assert (metrics["seconds"] > 0).all() and (metrics["images_per_s"] > 0).all()
+
+
+def test_same_seed_same_metrics(reference, data, tmp_path):
+    _, _, first = reference
+    train.run(_cfg(), data, tmp_path, log=_quiet)
+    again = pd.read_csv(tmp_path / "metrics.csv")
+    pd.testing.assert_frame_equal(first[METRIC_COLUMNS], again[METRIC_COLUMNS])
+
+
+def test_resume_after_an_interruption_gives_the_uninterrupted_result(reference, data, tmp_path, monkeypatch):
+    _, _, uninterrupted = reference
+    save = train._save_atomic
+
+    def save_then_stop(obj, path):
+        save(obj, path)
+        if obj["epoch"] == 1:
+            raise KeyboardInterrupt("stopped after epoch 1")
+
+    monkeypatch.setattr(train, "_save_atomic", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(_cfg(), data, tmp_path, log=_quiet)
+    assert not (tmp_path / "metrics.csv").exists()
+    monkeypatch.setattr(train, "_save_atomic", save)
+
+    epochs, logged = [], []
+    one_epoch = train.train_one_epoch
+    monkeypatch.setattr(train, "train_one_epoch", lambda *a, **k: epochs.append(1) or one_epoch(*a, **k))
+    train.run(_cfg(), data, tmp_path, log=logged.append)
+    assert len(epochs) == 1  # epoch 2 only
+    assert "resuming after epoch 1" in logged[0]
+    resumed = pd.read_csv(tmp_path / "metrics.csv")
+    pd.testing.assert_frame_equal(uninterrupted[["epoch", "split"] + METRIC_COLUMNS],
+                                  resumed[["epoch", "split"] + METRIC_COLUMNS])
+
+
+def test_a_completed_run_is_trained_afresh(data, tmp_path, monkeypatch):
+    cfg = _cfg(epochs=1)
+    train.run(cfg, data, tmp_path, log=_quiet)
+    first = pd.read_csv(tmp_path / "metrics.csv")
+    calls, logged = [], []
+    one_epoch = train.train_one_epoch
+    monkeypatch.setattr(train, "train_one_epoch", lambda *a, **k: calls.append(1) or one_epoch(*a, **k))
+    train.run(cfg, data, tmp_path, log=logged.append)  # as `snakemake --forcerun` does
+    assert len(calls) == 1 and not any("resuming" in line for line in logged)
+    pd.testing.assert_frame_equal(first[METRIC_COLUMNS], pd.read_csv(tmp_path / "metrics.csv")[METRIC_COLUMNS])
+
+
+def test_another_configuration_does_not_resume(data, tmp_path, monkeypatch):
+    save = train._save_atomic
+
+    def save_then_stop(obj, path):
+        save(obj, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "_save_atomic", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(_cfg(), data, tmp_path, log=_quiet)
+    monkeypatch.setattr(train, "_save_atomic", save)
+    logged = []
+    train.run(_cfg(lr=0.001), data, tmp_path, log=logged.append)
+    assert not any("resuming" in line for line in logged)
+
+
+def _poison_loss_from_step(monkeypatch, first_bad_step: int) -> None:
+    """The training criterion returns NaN from its `first_bad_step`-th call on (4 steps per epoch)."""
+    calls = []
+
+    class Poisoned(torch.nn.CrossEntropyLoss):
+        def forward(self, logits, target):
+            calls.append(1)
+            loss = super().forward(logits, target)
+            return loss * math.nan if len(calls) >= first_bad_step else loss
+
+    monkeypatch.setattr(torch.nn, "CrossEntropyLoss", Poisoned)
+
+
+@pytest.mark.parametrize("first_bad_step, epoch", [(1, 1), (6, 2)])
+def test_nan_loss_raises_naming_the_epoch(data, tmp_path, monkeypatch, first_bad_step, epoch):
+    _poison_loss_from_step(monkeypatch, first_bad_step)
+    with pytest.raises(FloatingPointError, match=rf"in epoch {epoch}\b") as err:
+        train.run(_cfg(epochs=3), data, tmp_path, log=_quiet)
+    assert "mobilenet_v1-adam-s0" in str(err.value) and "lr=" in str(err.value)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False) if epoch > 1 else None
+    assert not (tmp_path / "metrics.csv").exists()
+    if ckpt is not None:  # the last good epoch is kept, unfinished
+        assert ckpt["epoch"] == epoch - 1 and not ckpt["complete"]
+
+
+def test_unknown_training_settings_are_named():
+    with pytest.raises(ValueError) as err:
+        train.TrainConfig.from_params(cell="c", arch="mobilenet_v1", optimizer="adam", seed=0,
+                                      train={"epochs": 1, "warmup_epochs": 2, "mixup": 0.2})
+    assert "mixup" in str(err.value) and "warmup_epochs" in str(err.value)
+
+
+def test_timing_off_leaves_the_breakdown_empty(data, tmp_path):
+    summary = train.run(_cfg(epochs=1, timing_breakdown=False, optimizer="adamax"), data, tmp_path, log=_quiet)
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert metrics[list(train.PHASES)].isna().all().all() and (metrics["seconds"] > 0).all()
+    assert summary["timing_breakdown"] is False and summary["optimizer_impl"] == "foreach"
+
+
+def test_runtime_on_the_cpu():
+    rt = train.resolve_runtime(_cfg(device="cpu"), 0)
+    assert rt.device.type == "cpu" and rt.amp_dtype is None and rt.compile is False
+    assert rt.data_on_device is False and rt.channels_last is True and rt.input_dtype == torch.float32
+    assert train.resolve_runtime(_cfg(device="cpu", compile=True, amp="bf16"), 0).compile is True
+    with pytest.raises(ValueError, match="amp"):
+        train.resolve_runtime(_cfg(device="cpu", amp="fp8"), 0)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="cuda"):
+            train.resolve_runtime(_cfg(device="cuda"), 0)
+
+
+def test_optimizer_settings_use_foreach_unless_chosen():
+    assert train.optimizer_settings("adam", {}) == ({"foreach": True}, "foreach")
+    assert train.optimizer_settings("Adamax", {}) == ({"foreach": True}, "foreach")
+    assert train.optimizer_settings("adam", {"fused": True}) == ({"fused": True}, "fused")
+    assert train.optimizer_settings("sgd", {"foreach": False}) == ({"foreach": False}, "for-loop")
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        train.optimizer_settings("adamx", {})
+
+
+def test_phase_timer_on_the_cpu():
+    timer = train.PhaseTimer(torch.device("cpu"), ("a", "b"))
+    timer.start()
+    timer.mark("a")
+    sum(range(10000))
+    timer.mark("b")
+    totals = timer.totals()
+    assert set(totals) == {"a", "b"} and all(v >= 0 for v in totals.values())
+    off = train.PhaseTimer(torch.device("cpu"), ("a",), enabled=False)
+    off.start()
+    off.mark("a")
+    assert math.isnan(off.totals()["a"])
+
+
+def _script(repo, name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", repo / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_without_a_gpu_and_its_cpu_smoke(repo, capsys):
+    gpu_check = _script(repo, "gpu_check")
+    if not torch.cuda.is_available():
+        assert gpu_check.main([]) == 0
+        assert "No CUDA GPU found" in capsys.readouterr().out
+    # the measuring code path, eager and compiled (torch.compile's eager backend), at toy size
+    assert gpu_check.main(["--cpu-smoke", "--archs", "mobilenet_v1"]) == 0
+    out = capsys.readouterr().out
+    assert "mobilenet_v1   eager" in out and "mobilenet_v1   compiled" in out
