@@ -456,11 +456,19 @@ def _missing_labels(c: pd.DataFrame, pairs: list[tuple[str, str]]) -> list[str]:
     return [run_label(a, o) for a, o in pairs if _combo(c, a, o) is None]
 
 
-def stability_sentence(summary: pd.DataFrame, epochs: pd.DataFrame, arch: str) -> str:
+def _optimizer_pair(summary: pd.DataFrame, arch: str, what: str):
+    """(Adam row, Adamax row, None) for `arch`, or (None, None, a not-available sentence about `what`)."""
     c = combos(summary)
     missing = _missing_labels(c, [(arch, "adam"), (arch, "adamax")])
     if missing:
-        return _not_available(f"the stability of Adam and Adamax with {arch_name(arch)}", missing)
+        return None, None, _not_available(f"{what} of Adam and Adamax with {arch_name(arch)}", missing)
+    return _combo(c, arch, "adam"), _combo(c, arch, "adamax"), None
+
+
+def stability_sentence(summary: pd.DataFrame, epochs: pd.DataFrame, arch: str) -> str:
+    _, _, unavailable = _optimizer_pair(summary, arch, "the stability")
+    if unavailable:
+        return unavailable
     stab = stability(epochs)
     a, x = _stab_combo(stab, arch, "adam"), _stab_combo(stab, arch, "adamax")
     if a is None or x is None:
@@ -485,11 +493,9 @@ def stability_sentence(summary: pd.DataFrame, epochs: pd.DataFrame, arch: str) -
 
 
 def accuracy_sentence(summary: pd.DataFrame, arch: str) -> str:
-    c = combos(summary)
-    missing = _missing_labels(c, [(arch, "adam"), (arch, "adamax")])
-    if missing:
-        return _not_available(f"the best macro-F1 of Adam and Adamax with {arch_name(arch)}", missing)
-    a, x = _combo(c, arch, "adam"), _combo(c, arch, "adamax")
+    a, x, unavailable = _optimizer_pair(summary, arch, "the best macro-F1")
+    if unavailable:
+        return unavailable
     fa, fx = float(a["best_val_f1_macro"]), float(x["best_val_f1_macro"])
     d = fx - fa
     vals = f"{fmt_f1(fx)}{seeds_note(x)} vs {fmt_f1(fa)}{seeds_note(a)}"
@@ -509,11 +515,9 @@ def _speed_phrase(ratio: float, other: str) -> str:
 
 
 def speed_sentence(summary: pd.DataFrame, arch: str) -> str:
-    c = combos(summary)
-    missing = _missing_labels(c, [(arch, "adam"), (arch, "adamax")])
-    if missing:
-        return _not_available(f"the training time of Adam and Adamax with {arch_name(arch)}", missing)
-    a, x = _combo(c, arch, "adam"), _combo(c, arch, "adamax")
+    a, x, unavailable = _optimizer_pair(summary, arch, "the training time")
+    if unavailable:
+        return unavailable
     r = float(x["train_seconds"]) / float(a["train_seconds"])
     text = (f"With {arch_name(arch)}, Adamax was {_speed_phrase(r, 'Adam')} in total: "
             f"{fmt_duration(x['train_seconds'])} vs {fmt_duration(a['train_seconds'])} "
