@@ -18,6 +18,9 @@ batch size and number of steps, it times in turn, round after round:
 Each loop warms up for a few steps before it is timed. It prints training images/s per round, the
 medians, and the ratios: carcolor / folder+plain-step is the end-to-end speed-up (target >= 1.3 on
 a 2-core CPU), carcolor / folder+our-step the part due to the input pipeline alone.
+
+Like carcolor.train.run on the CPU, it lets glibc keep freed memory in the process (see
+benchmarks/README.md); that setting is process-wide, so all three loops run with it.
 """
 from __future__ import annotations
 
@@ -33,7 +36,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # runs from a checkout, installed or not
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
@@ -59,6 +61,9 @@ def parse_args(argv=None):
                    help="DataLoader workers of the baseline (default: the machine's cores, at most 8)")
     p.add_argument("--threads", type=int, default=None, help="torch threads of the training step")
     p.add_argument("--optimizer", default="adam", help="optimizer of all loops (default adam)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where the steps run (default cpu; on cuda our loop keeps the cache on the GPU, "
+                        "uses bf16 autocast and stays eager: benchmarks/gpu_check.py measures compiled)")
     p.add_argument("--data-dir", default=str(REPO / "data" / "benchmark"),
                    help="where the synthetic images, the cache and the ImageFolder tree go (reused)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -127,10 +132,10 @@ def fresh_model(arch: str, n_classes: int, *, channels_last: bool):
 
 
 class OurStep:
-    """carcolor.train's step: train_one_epoch over `steps` batches, as a grid cell trains."""
+    """carcolor.train's step: train_one_epoch over `steps` batches, as a grid cell trains (eager)."""
 
-    def __init__(self, arch: str, n_classes: int, optimizer: str):
-        cfg = cctrain.TrainConfig(cell="benchmark", arch=arch, optimizer=optimizer)
+    def __init__(self, arch: str, n_classes: int, optimizer: str, device: str):
+        cfg = cctrain.TrainConfig(cell="benchmark", arch=arch, optimizer=optimizer, device=device)
         self.rt = cctrain.resolve_runtime(cfg, 0)
         self.model = fresh_model(arch, n_classes, channels_last=self.rt.channels_last).to(self.rt.device)
         kwargs, self.impl = cctrain.optimizer_settings(optimizer, {})
@@ -148,23 +153,26 @@ class OurStep:
 class PlainStep:
     """The textbook PyTorch loop: default memory format, the optimizer's default implementation."""
 
-    def __init__(self, arch: str, n_classes: int, optimizer: str):
-        self.model = fresh_model(arch, n_classes, channels_last=False)
+    def __init__(self, arch: str, n_classes: int, optimizer: str, device: str):
+        self.model = fresh_model(arch, n_classes, channels_last=False).to(device)
         self.optimizer = optim.build_optimizer(optimizer, self.model.parameters(), lr=1e-3)
         self.criterion = torch.nn.CrossEntropyLoss()
 
     def __call__(self, batches, steps: int) -> float:
         self.model.train()
+        sync = torch.cuda.synchronize if next(self.model.parameters()).is_cuda else (lambda: None)
+        sync()
         t = time.perf_counter()
         for x, y in itertools.islice(batches, steps):
             self.optimizer.zero_grad()
             loss = self.criterion(self.model(x), y)
             loss.backward()
             self.optimizer.step()
+        sync()
         return time.perf_counter() - t
 
 
-def image_folder_loader(folder: Path, size: int, batch_size: int, workers: int):
+def image_folder_loader(folder: Path, size: int, batch_size: int, workers: int, pin: bool = False):
     """The plain torchvision input pipeline: ImageFolder + PIL + transforms + DataLoader."""
     from torchvision import datasets, transforms
 
@@ -178,7 +186,13 @@ def image_folder_loader(folder: Path, size: int, batch_size: int, workers: int):
     dataset = datasets.ImageFolder(str(folder), transform=tf)
     return dataset, torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
-        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))
+        persistent_workers=workers > 0, pin_memory=pin, generator=torch.Generator().manual_seed(0))
+
+
+def to_device(batches, device: torch.device):
+    """Move DataLoader batches to the device, as a plain GPU loop does."""
+    for x, y in batches:
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
 def main(argv=None) -> dict:
@@ -189,20 +203,23 @@ def main(argv=None) -> dict:
     cache, folder = build_data(Path(args.data_dir), args.size, args.smoke)
     data = prepare.load_prepared(cache)
     n_classes = len(data["classes"])
-    dataset, loader = image_folder_loader(folder, args.size, args.batch_size, args.workers)
+    device = torch.device(args.device)
+    dataset, loader = image_folder_loader(folder, args.size, args.batch_size, args.workers, pin=device.type == "cuda")
+    our_step = OurStep(args.arch, n_classes, args.optimizer, args.device)
     ours = CachedBatches(data["train_images"], data["train_labels"], batch_size=args.batch_size,
-                         device=torch.device("cpu"), shuffle=True, seed=0, preset=TrainPreset(crop_padding=4),
-                         drop_last=True)
+                         device=device, shuffle=True, seed=0, preset=TrainPreset(crop_padding=4),
+                         drop_last=True, on_device=True, dtype=our_step.rt.input_dtype)
     if len(dataset) != len(data["train_labels"]):
         raise SystemExit(f"ImageFolder has {len(dataset)} images, the cache {len(data['train_labels'])}")
-    our_step = OurStep(args.arch, n_classes, args.optimizer)
     loops = {
         "carcolor": (stream(ours), our_step),
-        "folder+our-step": (None, OurStep(args.arch, n_classes, args.optimizer)),
-        "folder+plain-step": (None, PlainStep(args.arch, n_classes, args.optimizer)),
+        "folder+our-step": (None, OurStep(args.arch, n_classes, args.optimizer, args.device)),
+        "folder+plain-step": (None, PlainStep(args.arch, n_classes, args.optimizer, args.device)),
     }
     folder_batches = stream(loader)  # one DataLoader (persistent workers) for both folder loops
-    print(f"\n{args.arch}, {args.size} px, batch {args.batch_size}, {len(dataset)} training images "
+    if device.type == "cuda":
+        folder_batches = to_device(folder_batches, device)
+    print(f"\n{args.arch} on {args.device}, {args.size} px, batch {args.batch_size}, {len(dataset)} training images "
           f"({n_classes} colours), {args.steps} timed steps after {args.warmup} warm-up per loop and round, "
           f"{args.rounds} round(s); torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, DataLoader workers {args.workers}; optimizer {args.optimizer} "
@@ -223,7 +240,7 @@ def main(argv=None) -> dict:
     median = {name: statistics.median(v) for name, v in rates.items()}
     per_round = [a / c for a, c in zip(rates["carcolor"], rates["folder+plain-step"])]
     result = {
-        "arch": args.arch, "size": args.size, "batch_size": args.batch_size, "steps": args.steps,
+        "arch": args.arch, "device": args.device, "size": args.size, "batch_size": args.batch_size, "steps": args.steps,
         "warmup": args.warmup, "rounds": args.rounds, "workers": args.workers,
         "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__,
         "keep_freed_memory": keeps,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from carcolor.batches import MEAN, STD, CachedBatches, Normalize, TrainPreset
+from carcolor.batches import MEAN, STD, CachedBatches, Normalize, TrainPreset, to_device
 
 
 def _images(n=16, size=32, seed=0) -> np.ndarray:
@@ -138,6 +138,10 @@ def test_cached_batches_accept_tensors_and_reject_bad_input():
     assert y.tolist() == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="uint8"):
         CachedBatches(images.float(), torch.arange(8), batch_size=4, device="cpu", shuffle=False)
+    with pytest.raises(ValueError, match="uint8"):
+        CachedBatches(images.numpy().astype(np.float32), np.arange(8), batch_size=4, device="cpu", shuffle=False)
+    with pytest.raises(ValueError, match="uint8"):
+        CachedBatches(images[..., :1], torch.arange(8), batch_size=4, device="cpu", shuffle=False)
     with pytest.raises(ValueError, match="labels"):
         CachedBatches(images, torch.arange(7), batch_size=4, device="cpu", shuffle=False)
 
@@ -155,3 +159,11 @@ def test_loader_benchmark_smoke(repo, tmp_path):
     assert result["ratio_vs_plain"] > 0
     folder = next(tmp_path.glob("imagefolder-*"))
     assert sorted(p.name for p in folder.iterdir()) == ["Black", "Blue", "Grey", "White"]
+
+
+def test_to_device_copies_a_memory_map_in_chunks(tmp_path):
+    images = _images(10, 8)
+    np.save(tmp_path / "x.npy", images)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    out = to_device(mapped, "cpu", chunk_bytes=3 * images[0].nbytes)  # 4 chunks, the last one short
+    assert out.dtype == torch.uint8 and torch.equal(out, torch.from_numpy(images))
