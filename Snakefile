@@ -46,10 +46,12 @@ rule generate_synthetic:
         "results/logs/generate_synthetic.log",
     params:
         settings=wf.generate_settings(CFG),
+    threads: workflow.cores
     message:
-        "Drawing the synthetic DVM-format dataset next to {output}"
+        "Drawing the synthetic DVM-format dataset next to {output} ({threads} processes)"
     shell:
-        "carcolor generate --out \"$(dirname {output:q})\" --settings {params.settings:q} 2>&1 | tee {log}"
+        "carcolor generate --out \"$(dirname {output:q})\" --settings {params.settings:q} --workers {threads}"
+        " 2>&1 | tee {log}"
 
 
 rule prepare_dataset:

@@ -93,7 +93,8 @@ def build_data(data_dir: Path, size: int, smoke: bool) -> tuple[Path, Path]:
     if not marker.exists():
         print(f"drawing {len(colours) * adverts * PHOTOS} synthetic DVM-Car images into {synthetic}", flush=True)
         t = time.perf_counter()
-        frame = synth.generate(synthetic, colours=colours, adverts_per_colour=adverts, photos_per_advert=PHOTOS)
+        frame = synth.generate(synthetic, colours=colours, adverts_per_colour=adverts, photos_per_advert=PHOTOS,
+                               workers=os.cpu_count() or 1)
         frame.to_csv(marker, index=False)
         print(f"  done in {time.perf_counter() - t:.1f}s", flush=True)
     cache = data_dir / f"prepared-{tag}-{size}px"

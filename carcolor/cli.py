@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,7 +14,8 @@ def _generate(args) -> int:
     settings = json.loads(args.settings)
     out = Path(args.out)
     frame = generate(out, colours=settings["colours"], adverts_per_colour=settings["adverts_per_colour"],
-                     photos_per_advert=settings["photos_per_advert"], seed=settings["seed"], progress=True)
+                     photos_per_advert=settings["photos_per_advert"], seed=settings["seed"], progress=True,
+                     workers=args.workers if args.workers is not None else os.cpu_count() or 1)
     marker = out / "images.csv"
     frame.to_csv(marker, index=False)
     print(f"[generate] {len(frame)} images in {out / 'resized_DVM'}", file=sys.stderr)
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="draw the synthetic DVM-format dataset")
     p.add_argument("--out", required=True, help="folder that receives resized_DVM/ and images.csv")
     p.add_argument("--settings", required=True, help="JSON: colours, adverts_per_colour, photos_per_advert, seed")
+    p.add_argument("--workers", type=int, default=None, help="drawing processes (default: all cores)")
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("prepare", help="select, split by advert and decode into the uint8 cache")

@@ -27,10 +27,13 @@ adverts that exist in both runs unchanged.
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import functools
 import math
+import multiprocessing
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -564,6 +567,40 @@ def _write_jpeg(img: Image.Image, path: Path, quality: int) -> None:
             tmp.unlink()
 
 
+def _check_workers(workers) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    return int(workers)
+
+
+def _advert(root: Path, colour: str, ci: int, ai: int, seed: int, photos_per_advert: int, size: int,
+            quality: int) -> list[dict]:
+    """Draw one advert (one car, ``photos_per_advert`` photos), write its JPEGs, return their rows."""
+    k = size / 300.0  # drawing scale: the working canvas is about twice the output resolution
+    rng = np.random.default_rng([seed, ci, ai])
+    maker, model, gid, styles = _MODELS[int(rng.integers(len(_MODELS)))]
+    style = styles[int(rng.integers(len(styles)))]
+    year = int(rng.integers(2006, 2021))
+    adv_index = 1 + ci + len(COLOURS) * ai  # unique over all colours, hence per Genmodel_ID
+    car = _sample_car(colour, style, rng)
+    layer = _draw_car(car, k, rng)
+    numbers = np.sort(rng.choice(np.arange(1, 2 * photos_per_advert + 1), size=photos_per_advert, replace=False))
+    folder = root / "resized_DVM" / maker / model / str(year) / colour
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in numbers:
+        img = _photo(layer, car, size, rng)
+        name = f"{maker}$${model}$${year}$${colour}$${gid}$${adv_index}$$image_{int(n)}.jpg"
+        _write_jpeg(img, folder / name, quality)
+        rows.append(dict(path=(folder / name).relative_to(root).as_posix(), maker=maker, genmodel=model, year=year,
+                         color=colour, genmodel_id=gid, adv_index=adv_index, image_n=int(n)))
+    return rows
+
+
+def _advert_star(task: tuple) -> list[dict]:
+    return _advert(*task)
+
+
 def generate(
     root: Path,
     *,
@@ -574,6 +611,7 @@ def generate(
     size: int = 300,
     quality: int = 90,
     progress: bool = False,
+    workers: int = 1,
 ) -> pd.DataFrame:
     """Write the tree under root/resized_DVM/... and return one row per written image with columns
     path (relative to root, posix), maker, genmodel, year, color, genmodel_id, adv_index, image_n.
@@ -583,6 +621,7 @@ def generate(
     key ``Genmodel_ID$$AdvIndex`` identifies one car.  Photos are numbered like the real data
     (``image_N`` with N in 1..2*photos_per_advert, increasing, not necessarily contiguous).
     Existing files with the same names are replaced; other files under ``root`` are left alone.
+    ``workers`` processes draw adverts in parallel; the files do not depend on it.
     """
     colours = _check_colours(colours)
     for name, val, lo in (("adverts_per_colour", adverts_per_colour, 1), ("photos_per_advert", photos_per_advert, 1),
@@ -592,46 +631,25 @@ def generate(
     if quality > 100:
         raise ValueError(f"quality must be <= 100, got {quality!r}")
     root = Path(root)
-    k = size / 300.0  # drawing scale: the working canvas is about twice the output resolution
     canon = {c: i for i, c in enumerate(COLOURS)}
-    n_canon = len(COLOURS)
     total = len(colours) * adverts_per_colour * photos_per_advert
     step = max(1, math.ceil(total / 10))
+    tasks = [(root, colour, canon[colour], ai, seed, photos_per_advert, size, quality)
+             for colour in colours for ai in range(adverts_per_colour)]
+    workers = min(_check_workers(workers), len(tasks))
     rows: list[dict] = []
     done = 0
-    made_dirs: set[Path] = set()
-    for colour in colours:
-        ci = canon[colour]
-        for ai in range(adverts_per_colour):
-            rng = np.random.default_rng([seed, ci, ai])
-            maker, model, gid, styles = _MODELS[int(rng.integers(len(_MODELS)))]
-            style = styles[int(rng.integers(len(styles)))]
-            year = int(rng.integers(2006, 2021))
-            adv_index = 1 + ci + n_canon * ai  # unique over all colours, hence per Genmodel_ID
-            car = _sample_car(colour, style, rng)
-            layer = _draw_car(car, k, rng)
-            numbers = np.sort(rng.choice(np.arange(1, 2 * photos_per_advert + 1), size=photos_per_advert,
-                                         replace=False))
-            folder = root / "resized_DVM" / maker / model / str(year) / colour
-            if folder not in made_dirs:
-                folder.mkdir(parents=True, exist_ok=True)
-                made_dirs.add(folder)
-            for n in numbers:
-                img = _photo(layer, car, size, rng)
-                name = f"{maker}$${model}$${year}$${colour}$${gid}$${adv_index}$$image_{int(n)}.jpg"
-                _write_jpeg(img, folder / name, quality)
-                rows.append(
-                    dict(
-                        path=(folder / name).relative_to(root).as_posix(),
-                        maker=maker,
-                        genmodel=model,
-                        year=year,
-                        color=colour,
-                        genmodel_id=gid,
-                        adv_index=adv_index,
-                        image_n=int(n),
-                    )
-                )
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            # Every advert has its own random stream, so drawing them in parallel changes no byte.
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
+                "fork" if sys.platform.startswith("linux") else "spawn")))
+            results = pool.map(_advert_star, tasks, chunksize=max(1, len(tasks) // (8 * workers)))
+        else:
+            results = map(_advert_star, tasks)
+        for advert_rows in results:  # in task order, whatever order the workers finish in
+            for row in advert_rows:
+                rows.append(row)
                 done += 1
                 if progress and (done % step == 0 or done == total):
                     print(f"synth: {done}/{total} images ({100 * done // total}%)", file=sys.stderr, flush=True)

@@ -152,6 +152,15 @@ def test_deterministic_byte_identical(tmp_path):
     assert tree_a == tree_b and len(tree_a) == 12
 
 
+def test_workers_change_no_byte(tmp_path):
+    kw = dict(colours=["Silver", "Red", "Beige"], adverts_per_colour=3, photos_per_advert=2, seed=5, size=96)
+    one = generate(tmp_path / "one", **kw)
+    two = generate(tmp_path / "two", workers=2, **kw)
+    pd.testing.assert_frame_equal(one, two)
+    assert _tree(tmp_path / "one") == _tree(tmp_path / "two")
+    assert len(_tree(tmp_path / "two")) == 18
+
+
 def test_seed_changes_output(tmp_path):
     kw = dict(colours=["Grey"], adverts_per_colour=2, photos_per_advert=1)
     a = generate(tmp_path / "a", seed=0, **kw)
@@ -196,6 +205,8 @@ def test_unknown_colour_names_value_and_choices(tmp_path):
         dict(quality=0),
         dict(seed=-1),
         dict(size=16),
+        dict(workers=0),
+        dict(workers=True),
     ],
 )
 def test_bad_arguments(tmp_path, kw):
