@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from . import atomic
+
 
 def _generate(args) -> int:
     from .synth import generate
@@ -17,7 +19,7 @@ def _generate(args) -> int:
                      photos_per_advert=settings["photos_per_advert"], seed=settings["seed"], progress=True,
                      workers=args.workers if args.workers is not None else os.cpu_count() or 1)
     marker = out / "images.csv"
-    frame.to_csv(marker, index=False)
+    atomic.write_csv(frame, marker)  # last: the mark of a complete dataset
     print(f"[generate] {len(frame)} images in {out / 'resized_DVM'}", file=sys.stderr)
     return 0
 
@@ -43,6 +45,10 @@ def _check(args) -> int:
     from . import config
 
     cfg = config.validate(_merged(args.configfile))
+    if args.deep:
+        from . import checks
+
+        checks.check_all(cfg, checks.NOTEBOOK)
     if args.cells:
         print("\n".join(c.name for c in config.cells(cfg)))
     else:
@@ -52,12 +58,11 @@ def _check(args) -> int:
 
 def _merged(paths: list[str]) -> dict:
     """Config files merged in order, later ones overriding keys of earlier ones (as Snakemake does)."""
-    import yaml
+    from .config import read_yaml
 
     merged: dict = {}
     for path in paths:
-        with open(path) as fh:
-            _update(merged, yaml.safe_load(fh) or {})
+        _update(merged, read_yaml(path))
     return merged
 
 
@@ -70,7 +75,7 @@ def _update(base: dict, new: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import download, render
+    from . import download, notebook, render
 
     parser = argparse.ArgumentParser(prog="carcolor", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,9 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="validate config files (merged in order) and print the result")
     p.add_argument("configfile", nargs="+")
     p.add_argument("--cells", action="store_true", help="print the grid's cell names instead")
+    p.add_argument("--no-deep", dest="deep", action="store_false",
+                   help="skip building each model and optimizer and checking the notebook (needs torch: seconds)")
     p.set_defaults(func=_check)
 
     download.register(sub)
+    notebook.register(sub)
     render.register(sub)
     return parser
 

@@ -5,8 +5,11 @@ parameters -> carcolor.train.TrainConfig -> function arguments.
 """
 from __future__ import annotations
 
+import ast
 import difflib
+import functools
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "experiments" / "config.schema.yaml"
+SYNTH_PATH = Path(__file__).resolve().parent / "synth.py"
 # Colours that are never classes: the seller gave none, or the car has several.
 NON_COLOURS = ("Unlisted", "Multicolour")
 
@@ -88,6 +92,8 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     """
     schema = schema or load_schema()
     config = _copy(config or {})
+    # Before the schema: it lets nan and inf through every numeric bound (nan > 0 is false, not an error).
+    _check_finite(config, "")
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
@@ -101,7 +107,28 @@ def validate(config: dict, schema: dict | None = None) -> dict:
 def _check_semantics(config: dict) -> None:
     from . import models, optim  # lazy: keeps a no-op snakemake run fast
 
-    data = config["data"]
+    _check_colours(config["data"])
+    _check_sources(config["data"])
+    _check_batch_size(config)
+    for arch in config["grid"]["archs"]:
+        models.check_arch(arch)
+    for name in config["grid"]["optimizers"]:
+        optim.check_optimizer(name)
+
+
+def _check_finite(value: Any, where: str) -> None:
+    """Raise ConfigError on the first nan or infinity anywhere in `value`, naming its dotted key."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config '{where or '(top level)'}' is {value}; give a finite number.")
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _check_finite(sub, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, sub in enumerate(value):
+            _check_finite(sub, f"{where}.{i}")
+
+
+def _check_colours(data: dict) -> None:
     if data.get("top_n_colours") and data.get("colours"):
         raise ConfigError("config 'data': give either 'colours' or 'top_n_colours', not both.")
     if not data.get("top_n_colours") and not data.get("colours"):
@@ -110,13 +137,78 @@ def _check_semantics(config: dict) -> None:
         if colour in NON_COLOURS:
             raise ConfigError(f"config 'data.colours' lists {colour!r}, which is not a colour class "
                               f"(never use {' or '.join(NON_COLOURS)}).")
+    if data["source"] == "synthetic":
+        _check_synthetic_colours(data)
+
+
+def _check_synthetic_colours(data: dict) -> None:
+    drawable = synthetic_colours()
+    for colour in data.get("colours") or []:
+        if colour not in drawable:
+            raise ConfigError(f"config 'data.colours' lists {colour!r}, a colour the synthetic generator cannot "
+                              f"draw.{_did_you_mean(colour, drawable)} Use one of (case-sensitive): "
+                              f"{', '.join(drawable)}; or data.source: dvm for real photos.")
+    top_n = data.get("top_n_colours")
+    if top_n and top_n > len(drawable):
+        raise ConfigError(f"config 'data.top_n_colours' is {top_n} but the synthetic generator draws only "
+                          f"{len(drawable)} colours; set it to {len(drawable)} or fewer, or use data.source: dvm.")
+
+
+def _did_you_mean(word: str, choices: tuple[str, ...]) -> str:
+    lower = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(lower), n=1)
+    return f" Did you mean {lower[close[0]]!r}?" if close else ""
+
+
+@functools.lru_cache(maxsize=1)
+def synthetic_colours() -> tuple[str, ...]:
+    """The colours carcolor.synth can draw, in its order, read from synth.py's source.
+
+    Importing synth pulls in pandas (a third of a second on every snakemake run, no-op runs included),
+    and moving COLOURS out of synth.py would change the generate stage's code and so re-draw the data.
+    """
+    tree = ast.parse(SYNTH_PATH.read_text(), str(SYNTH_PATH))
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "COLOURS":
+            return tuple(ast.literal_eval(node.value))
+    from .synth import COLOURS  # written in a form this reader does not know: pay for the import
+
+    return tuple(COLOURS)
+
+
+def _check_sources(data: dict) -> None:
     if data["source"] == "dvm" and not data["paths"] and not data["download"]:
         raise ConfigError("config 'data.source' is 'dvm' but 'data.paths' is empty: list the DVM-Car "
                           "zip files or folders, or name archives under 'data.download'.")
-    for arch in config["grid"]["archs"]:
-        models.check_arch(arch)
-    for name in config["grid"]["optimizers"]:
-        optim.check_optimizer(name)
+    missing = [p for p in data["paths"] if not Path(p).exists()]
+    if data["source"] == "dvm" and missing:
+        raise ConfigError(f"config 'data.paths' lists {missing[0]!r}, which does not exist (paths are relative "
+                          f"to {Path.cwd()}); give the path of a DVM-Car zip or folder, or name the archive "
+                          f"under 'data.download' to fetch it.")
+    if data["source"] == "synthetic":
+        for key in ("paths", "download"):
+            if data[key]:
+                raise ConfigError(f"config 'data.{key}' is {data[key]} but data.source is 'synthetic', and "
+                                  f"'data.paths' and 'data.download' are only read when data.source is 'dvm': "
+                                  f"add 'source: dvm' under 'data', or remove '{key}'.")
+
+
+def n_classes(config: dict) -> int:
+    """The number of colour classes of a validated config: its colour list, or its top_n_colours."""
+    data = config["data"]
+    return len(data["colours"]) if data.get("colours") else data["top_n_colours"]
+
+
+def _check_batch_size(config: dict) -> None:
+    # Training drops the last incomplete batch (train.run, drop_last=True): a batch larger than the
+    # training split gives epochs without a single step.
+    data, batch = config["data"], config["train"]["batch_size"]
+    n_train = data["n_train_per_colour"] * n_classes(config)
+    if batch > n_train:
+        raise ConfigError(f"config 'train.batch_size' is {batch} but the training split has only {n_train} "
+                          f"images ({data['n_train_per_colour']} per colour x {n_classes(config)} colours), and "
+                          f"the last incomplete batch is dropped, so no step would run: set train.batch_size "
+                          f"to {n_train} or less, or raise data.n_train_per_colour.")
 
 
 def cells(config: dict) -> list[Cell]:
@@ -132,11 +224,32 @@ def cell_by_name(config: dict, name: str) -> Cell:
     return by_name[name]
 
 
+def read_yaml(path: str | Path) -> dict:
+    """One config file as a dict; a syntax error raises ConfigError naming the file, line and column."""
+    with open(path) as fh:
+        try:
+            raw = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            raise ConfigError(_yaml_problem(path, exc)) from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level is a {type(raw).__name__}, not a mapping of sections "
+                          f"(data, synthetic, grid, train); start each section as 'data:' at column 1.")
+    return raw or {}
+
+
+def _yaml_problem(path: str | Path, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and start and mark and start.line != mark.line:
+        problem += f" ({context} that starts on line {start.line + 1})"
+    return f"{path}{where}: {problem}"
+
+
 def load(path: str | Path) -> dict:
     """Read and validate a YAML config file."""
-    with open(path) as fh:
-        raw = yaml.safe_load(fh) or {}
-    return validate(raw)
+    return validate(read_yaml(path))
 
 
 def dump(config: dict) -> str:

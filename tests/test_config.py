@@ -96,3 +96,119 @@ def test_cli_config_prints_cells_and_rejects_bad_keys(repo, tmp_path, tool_env):
                          cwd=repo, capture_output=True, text=True, env=tool_env)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "optimisers" in out.stderr and "optimizers" in out.stderr
+
+
+def _one_line_error(cfg: dict) -> str:
+    with pytest.raises(config.ConfigError) as err:
+        config.validate(cfg)
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_nan_learning_rate_is_named(default):
+    default["train"]["lr"] = float("nan")
+    assert _one_line_error(default) == "config 'train.lr' is nan; give a finite number."
+
+
+def test_infinite_weight_decay_is_named(default):
+    default["train"]["weight_decay"] = float("inf")
+    assert "'train.weight_decay' is inf" in _one_line_error(default)
+
+
+def test_nan_inside_optimizer_kwargs_is_named(default):
+    default["train"]["optimizer_kwargs"] = {"betas": [0.9, float("nan")]}
+    assert "'train.optimizer_kwargs.betas.1' is nan" in _one_line_error(default)
+
+
+def test_colour_the_generator_cannot_draw_lists_the_valid_ones(default):
+    default["data"]["colours"] = ["Black", "Purple"]
+    msg = _one_line_error(default)
+    assert "'Purple'" in msg and "Black, Grey, White" in msg and "Did you mean" not in msg
+
+
+def test_lower_case_colour_suggests_the_title_case_one(default):
+    default["data"]["colours"] = ["Black", "red"]
+    msg = _one_line_error(default)
+    assert "'red'" in msg and "Did you mean 'Red'?" in msg and "Orange" in msg
+
+
+def test_real_colours_are_not_checked_against_the_generator(default, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvm.zip").write_bytes(b"")
+    default["data"].update(source="dvm", paths=["dvm.zip"], colours=["Black", "Purple"])
+    assert config.validate(default)["data"]["colours"] == ["Black", "Purple"]
+
+
+def test_a_dvm_path_that_does_not_exist(default, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    default["data"].update(source="dvm", paths=["nowhere/resized_DVM_v2.zip"])
+    msg = _one_line_error(default)
+    assert "'nowhere/resized_DVM_v2.zip'" in msg and "does not exist" in msg and str(tmp_path) in msg
+
+
+def test_top_n_beyond_the_generator_colours(default):
+    default["data"].update(colours=None, top_n_colours=12)
+    msg = _one_line_error(default)
+    assert "'data.top_n_colours' is 12" in msg and "11" in msg
+
+
+def test_synthetic_colours_read_without_import_match_the_generator():
+    from carcolor import synth
+
+    assert config.synthetic_colours() == tuple(synth.COLOURS)
+
+
+def test_dvm_paths_with_the_synthetic_source(default):
+    default["data"]["paths"] = ["resized_DVM_v2.zip"]
+    msg = _one_line_error(default)
+    assert "'data.paths'" in msg and "resized_DVM_v2.zip" in msg and "source: dvm" in msg
+
+
+def test_download_with_the_synthetic_source(default):
+    default["data"]["download"] = ["resized_DVM"]
+    msg = _one_line_error(default)
+    assert "'data.download'" in msg and "resized_DVM" in msg and "source: dvm" in msg
+
+
+def test_batch_larger_than_the_training_split(default):
+    default["data"].update(colours=["Black", "White"], n_train_per_colour=20)
+    default["train"]["batch_size"] = 41
+    msg = _one_line_error(default)
+    assert "'train.batch_size' is 41" in msg and "40 images" in msg
+    default["train"]["batch_size"] = 40
+    config.validate(default)
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    bad = tmp_path / "my.yaml"
+    bad.write_text("data:\n  source: synthetic\n  colours: a: b\n")
+    with pytest.raises(config.ConfigError) as err:
+        config.read_yaml(bad)
+    assert str(err.value) == f"{bad} line 3, column 13: mapping values are not allowed here"
+
+
+def test_config_file_that_is_not_a_mapping(tmp_path):
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- data\n- train\n")
+    with pytest.raises(config.ConfigError, match="list.yaml: the top level is a list"):
+        config.read_yaml(bad)
+
+
+def test_cli_yaml_syntax_error_is_one_line(repo, tmp_path, tool_env):
+    bad = tmp_path / "my.yaml"
+    bad.write_text("train:\n  epochs: 3\n  lr: [0.1\n")
+    out = subprocess.run([sys.executable, "-m", "carcolor.cli", "config", "experiments/config.yaml", str(bad)],
+                         cwd=repo, capture_output=True, text=True, env=tool_env)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith(f"carcolor config: {bad} line 4, column 1: ")
+
+
+@pytest.mark.parametrize("files", [["experiments/config.yaml"], ["experiments/config.yaml", "tests/smoke.yaml"],
+                                   ["experiments/config.yaml", "experiments/paper.yaml"],
+                                   ["experiments/paper.yaml"]])
+def test_shipped_configs_are_valid(repo, files):
+    from carcolor.cli import _merged
+
+    config.validate(_merged([repo / f for f in files]))

@@ -1,0 +1,238 @@
+"""Checks of a validated config that need torch: optimizers, models, device, the notebook template.
+
+config.validate catches what the config says; these catch what would fail once training starts (an
+optimizer rejecting its keyword arguments, a model that needs another image size, a missing GPU, a
+broken notebook), in seconds and before any job runs. Each raises config.ConfigError in one line.
+"""
+from __future__ import annotations
+
+import ast
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from . import __version__
+from .config import ConfigError, n_classes
+
+PACKAGE = Path(__file__).resolve().parent
+NOTEBOOK = PACKAGE.parent / "experiments" / "train.ipynb"
+# What the Snakefile passes with papermill's -p and -y: the template must declare each of them.
+PARAMETERS = ("cell", "arch", "optimizer", "seed", "prepared", "out_dir", "threads", "settings")
+# Whatever the checks' outcome depends on besides the config and the notebook.
+KEY_MODULES = ("checks.py", "config.py", "models.py", "optim.py")
+KEY_DISTRIBUTIONS = ("torch", "torchvision", "timm", "nbformat")
+MAX_STAMPS = 20
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def check_optimizers(cfg: dict) -> None:
+    """Build each grid optimizer with the config's settings on a dummy parameter and take one step."""
+    import torch
+
+    from . import optim
+
+    train = cfg["train"]
+    kwargs = train["optimizer_kwargs"]
+    for name in cfg["grid"]["optimizers"]:
+        param = torch.nn.Parameter(torch.ones(1))
+        try:
+            # One step too: Adam, for one, unpacks `betas` only when it steps.
+            opt = optim.build_optimizer(name, [param], lr=train["lr"], weight_decay=train["weight_decay"],
+                                        **kwargs)
+            opt.step(lambda: _dummy_loss(opt, param))
+        except (TypeError, ValueError, IndexError, KeyError, RuntimeError) as exc:
+            raise ConfigError(_optimizer_problem(name, train, exc)) from exc
+
+
+def _optimizer_problem(name: str, train: dict, exc: Exception) -> str:
+    reason = _first_line(exc.__cause__ or exc)  # build_optimizer wraps torch's TypeError in its own ValueError
+    kwargs = train["optimizer_kwargs"]
+    if kwargs:
+        return f"config 'train.optimizer_kwargs' {kwargs}: optimizer {name!r} rejects it: {reason}"
+    # No keyword arguments of the user's: what it rejects is the lr or weight_decay every optimizer is given.
+    return (f"config 'grid.optimizers': optimizer {name!r} rejects lr={train['lr']}, "
+            f"weight_decay={train['weight_decay']}: {reason}; choose another optimizer or change those settings.")
+
+
+def _dummy_loss(opt, param):
+    # A closure, because some optimizers (LBFGS) step only with one.
+    opt.zero_grad()
+    loss = (param * param).sum()
+    loss.backward()
+    return loss
+
+
+def check_models(cfg: dict) -> None:
+    """Build each grid architecture untrained and run one forward pass at the config's image size."""
+    size, classes = cfg["data"]["image_size"], n_classes(cfg)
+    for arch in cfg["grid"]["archs"]:
+        _check_forward(_build(arch, classes), arch, size, classes)
+
+
+def _build(arch: str, classes: int):
+    from . import models
+
+    try:
+        # Never the pretrained weights: a check must not need the network.
+        return models.build_model(arch, classes, pretrained=False).eval()
+    except Exception as exc:  # any library's failure; reported in one line and stopped here
+        raise ConfigError(f"architecture {arch!r} cannot be built with {classes} classes "
+                          f"({type(exc).__name__}: {_first_line(exc)}); choose another architecture.") from exc
+
+
+def _check_forward(model, arch: str, size: int, classes: int) -> None:
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, 3, size, size))
+    except Exception as exc:  # the models' own asserts and shape errors have no common type
+        raise ConfigError(f"architecture {arch!r} cannot take {size} px images ({type(exc).__name__}: "
+                          f"{_first_line(exc)}); set data.image_size to the size it expects or choose "
+                          f"another architecture.") from exc
+    if tuple(getattr(out, "shape", ())) != (1, classes):
+        shape = tuple(getattr(out, "shape", ())) or type(out).__name__
+        raise ConfigError(f"architecture {arch!r} gives outputs of shape {shape} for one image, not {classes} "
+                          f"class scores ((1, {classes})); choose a classification architecture.")
+
+
+def check_device(cfg: dict) -> None:
+    """train.device: cuda needs a CUDA GPU that torch can see on this machine."""
+    if cfg["train"]["device"] != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"config 'train.device' is 'cuda' but torch {torch.__version__} sees no CUDA GPU on "
+                          f"this machine; set train.device: auto (CUDA when present, else the CPU) or cpu.")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the training notebook {path}: {exc.strerror}.") from exc
+
+
+def check_notebook(path: str | Path = NOTEBOOK) -> None:
+    """The training template: valid JSON, a valid notebook, a `parameters` cell assigning PARAMETERS."""
+    path = Path(path)
+    cell = _parameters_cell(_read_notebook(path), path)
+    try:
+        tree = ast.parse(cell.source)
+    except SyntaxError as exc:
+        raise ConfigError(f"notebook {path}: its parameters cell is not valid Python (line {exc.lineno}: "
+                          f"{exc.msg}); fix that cell.") from exc
+    missing = [name for name in PARAMETERS if name not in _assigned(tree)]
+    if missing:
+        raise ConfigError(f"notebook {path}: its parameters cell does not assign {', '.join(missing)}; papermill "
+                          f"passes {', '.join(PARAMETERS)}: give each a default there "
+                          f"(e.g. `{missing[0]} = None`).")
+
+
+def _read_notebook(path: Path):
+    import nbformat
+
+    text = _read_bytes(path).decode("utf-8", errors="replace")
+    try:
+        json.loads(text)  # nbformat's own error would not say where
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"notebook {path} is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}; "
+                          f"fix it or restore it with `git checkout -- {path}`.") from exc
+    try:
+        nb = nbformat.reads(text, as_version=4)
+        nbformat.validate(nb)
+    except Exception as exc:  # nbformat raises its own errors, several kinds, for one cause: a bad notebook
+        raise ConfigError(f"notebook {path} is not a valid Jupyter notebook ({_first_line(exc)}); fix it or "
+                          f"restore it with `git checkout -- {path}`.") from exc
+    return nb
+
+
+def _parameters_cell(nb, path: Path):
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            return cell
+    raise ConfigError(f"notebook {path} has no code cell tagged 'parameters', so papermill cannot inject each "
+                      f"grid cell's values: give the cell that assigns {', '.join(PARAMETERS)} "
+                      f"the tag 'parameters'.")
+
+
+def _assigned(tree: ast.Module) -> set[str]:
+    targets = [t for node in tree.body if isinstance(node, ast.Assign) for t in node.targets]
+    targets += [node.target for node in tree.body if isinstance(node, ast.AnnAssign)]
+    return {sub.id for target in targets for sub in ast.walk(target) if isinstance(sub, ast.Name)}
+
+
+def check_all(cfg: dict, notebook: str | Path = NOTEBOOK, *, device: bool = True) -> None:
+    """Every check, cheapest first; raises ConfigError on the first problem."""
+    check_notebook(notebook)
+    if device:
+        check_device(cfg)
+    check_optimizers(cfg)
+    check_models(cfg)
+
+
+def check_all_cached(cfg: dict, notebook: str | Path, stamp_dir: str | Path, *, device: bool = True) -> None:
+    """check_all, skipped when the same config, notebook and code passed before (a stamp in stamp_dir).
+
+    The Snakefile calls this on every run, no-op runs included, and the checks cost a torch import
+    and a few model builds. The device check is not cached: its answer depends on the machine.
+    """
+    notebook, stamp_dir = Path(notebook), Path(stamp_dir)
+    if device:
+        check_device(cfg)  # free unless train.device is cuda
+    stamp = stamp_dir / check_key(cfg, notebook)
+    if stamp.exists():
+        with contextlib.suppress(FileNotFoundError):  # pruned meanwhile by a parallel run: it passed all the same
+            os.utime(stamp)  # recently used: pruned last
+        return
+    check_all(cfg, notebook, device=False)
+    _write_stamp(stamp)
+    _prune(stamp_dir, MAX_STAMPS)
+
+
+def check_key(cfg: dict, notebook: str | Path) -> str:
+    """sha256 of the resolved config, the notebook's bytes, the code and the versions the checks use."""
+    from importlib import metadata
+
+    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode())
+    digest.update(_read_bytes(Path(notebook)))
+    for name in KEY_MODULES:
+        digest.update((PACKAGE / name).read_bytes())
+    versions = [__version__] + [_version(metadata, name) for name in KEY_DISTRIBUTIONS]
+    digest.update(json.dumps(versions).encode())
+    return digest.hexdigest()
+
+
+def _version(metadata, name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+def _write_stamp(stamp: Path) -> None:
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    # Parallel snakemake invocations may write the same stamp: each to its own temp name, then renamed.
+    tmp = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
+    tmp.write_text("carcolor checks passed\n")
+    os.replace(tmp, stamp)
+
+
+def _prune(stamp_dir: Path, keep: int) -> None:
+    stamps = sorted((p for p in stamp_dir.iterdir() if not p.name.startswith(".")), key=_mtime, reverse=True)
+    for old in stamps[keep:]:
+        old.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # pruned meanwhile by a parallel run
+        return 0.0

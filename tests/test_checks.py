@@ -1,0 +1,179 @@
+"""The checks that need torch: optimizers, models, device, notebook template, and their cache."""
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from carcolor import checks, config
+from carcolor.cli import _merged
+
+
+@pytest.fixture
+def cfg(repo):
+    """The smoke config: small, so each model builds and runs in a fraction of a second."""
+    return config.validate(_merged([repo / "experiments/config.yaml", repo / "tests/smoke.yaml"]))
+
+
+@pytest.fixture
+def notebook(repo, tmp_path):
+    copy = tmp_path / "train.ipynb"
+    shutil.copy(repo / "experiments" / "train.ipynb", copy)
+    return copy
+
+
+def _one_line(check, *args) -> str:
+    with pytest.raises(config.ConfigError) as err:
+        check(*args)
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg
+
+
+@pytest.mark.parametrize("files", [["experiments/config.yaml"], ["experiments/config.yaml", "tests/smoke.yaml"]])
+def test_shipped_configs_pass_every_check(repo, files):
+    checks.check_all(config.validate(_merged([repo / f for f in files])))
+
+
+@pytest.mark.parametrize("kwargs", [{"betas": 5}, {"nonsense": 1}, {"betas": [0.9, 0.99, 0.5]}])
+def test_optimizer_kwargs_the_optimizer_rejects(cfg, kwargs):
+    cfg["train"]["optimizer_kwargs"] = kwargs
+    msg = _one_line(checks.check_optimizers, cfg)
+    assert re.match(rf"config 'train.optimizer_kwargs' {re.escape(str(kwargs))}: optimizer '(adam|adamax)' "
+                    r"rejects it: \S", msg), msg
+
+
+def test_accepted_optimizer_kwargs(cfg):
+    cfg["train"]["optimizer_kwargs"] = {"betas": [0.8, 0.99], "eps": 1e-6}
+    checks.check_optimizers(cfg)
+
+
+def test_model_that_needs_another_image_size(cfg):
+    cfg["grid"]["archs"] = ["mobilenet_v2", "vit_tiny_patch16_224"]
+    cfg["data"]["image_size"] = 64
+    msg = _one_line(checks.check_models, cfg)
+    assert msg.startswith("architecture 'vit_tiny_patch16_224' cannot take 64 px images (AssertionError: ")
+    assert "data.image_size" in msg
+
+
+def test_model_builds_offline_even_when_pretrained(cfg, monkeypatch):
+    from carcolor import models
+
+    seen = []
+    real = models.build_model
+    monkeypatch.setattr(models, "build_model", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    cfg["train"]["pretrained"] = True
+    checks.check_models(cfg)
+    assert seen and all(kw["pretrained"] is False for kw in seen)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_device_without_cuda(cfg):
+    cfg["train"]["device"] = "cuda"
+    msg = _one_line(checks.check_device, cfg)
+    assert "'train.device' is 'cuda'" in msg and "auto" in msg and "cpu" in msg
+
+
+def test_notebook_that_is_not_json(notebook):
+    notebook.write_text('{\n  "cells": [\n    {"cell_type": "code",,}\n  ]\n}\n')
+    msg = _one_line(checks.check_notebook, notebook)
+    assert str(notebook) in msg and "not valid JSON: line 3" in msg
+
+
+def test_notebook_that_is_json_but_no_notebook(notebook):
+    notebook.write_text('{"cells": 3}')
+    msg = _one_line(checks.check_notebook, notebook)
+    assert str(notebook) in msg and "not a valid Jupyter notebook" in msg
+
+
+def test_notebook_without_a_parameters_cell(notebook):
+    nb = json.loads(notebook.read_text())
+    for cell in nb["cells"]:
+        cell["metadata"].pop("tags", None)
+    notebook.write_text(json.dumps(nb))
+    msg = _one_line(checks.check_notebook, notebook)
+    assert str(notebook) in msg and "no code cell tagged 'parameters'" in msg
+
+
+def test_parameters_cell_missing_names(notebook):
+    nb = json.loads(notebook.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    cell["source"] = [line for line in cell["source"] if not line.startswith(("threads", "out_dir"))]
+    notebook.write_text(json.dumps(nb))
+    msg = _one_line(checks.check_notebook, notebook)
+    assert "does not assign out_dir, threads" in msg
+
+
+def test_missing_notebook(tmp_path):
+    msg = _one_line(checks.check_notebook, tmp_path / "gone.ipynb")
+    assert "gone.ipynb" in msg
+
+
+def test_cache_skips_the_checks_after_a_success(cfg, notebook, tmp_path, monkeypatch):
+    stamps = tmp_path / "stamps"
+    checks.check_all_cached(cfg, notebook, stamps)
+    assert len(list(stamps.iterdir())) == 1
+
+    def fail(_cfg):
+        raise AssertionError("rebuilt the models")
+
+    monkeypatch.setattr(checks, "check_models", fail)
+    checks.check_all_cached(cfg, notebook, stamps)  # same config and notebook: not checked again
+    cfg["data"]["image_size"] = 48
+    with pytest.raises(AssertionError, match="rebuilt"):
+        checks.check_all_cached(cfg, notebook, stamps)
+    cfg["data"]["image_size"] = 32
+    notebook.write_text(notebook.read_text() + "\n")
+    with pytest.raises(AssertionError, match="rebuilt"):
+        checks.check_all_cached(cfg, notebook, stamps)
+
+
+def test_cache_keeps_no_stamp_after_a_failure(cfg, notebook, tmp_path):
+    cfg["train"]["optimizer_kwargs"] = {"nonsense": 1}
+    stamps = tmp_path / "stamps"
+    with pytest.raises(config.ConfigError):
+        checks.check_all_cached(cfg, notebook, stamps)
+    with pytest.raises(config.ConfigError):
+        checks.check_all_cached(cfg, notebook, stamps)
+    assert not stamps.exists() or not list(stamps.iterdir())
+
+
+def test_cache_keeps_the_newest_stamps(cfg, notebook, tmp_path, monkeypatch):
+    monkeypatch.setattr(checks, "check_all", lambda *a, **kw: None)
+    monkeypatch.setattr(checks, "MAX_STAMPS", 3)
+    stamps = tmp_path / "stamps"
+    for seed in range(5):
+        cfg["data"]["seed"] = seed
+        checks.check_all_cached(cfg, notebook, stamps)
+        time.sleep(0.02)  # file times advance in clock ticks of a few milliseconds
+    assert len(list(stamps.iterdir())) == 3
+    assert (stamps / checks.check_key(cfg, notebook)).exists()
+
+
+def test_cli_config_runs_the_deep_checks_unless_told_not_to(repo, tmp_path, tool_env):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"train": {"optimizer_kwargs": {"nonsense": 1}}}))
+    base = [sys.executable, "-m", "carcolor.cli", "config", "experiments/config.yaml", str(bad)]
+    out = subprocess.run(base, cwd=repo, capture_output=True, text=True, env=tool_env)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "nonsense" in out.stderr
+    out = subprocess.run(base + ["--no-deep"], cwd=repo, capture_output=True, text=True, env=tool_env)
+    assert out.returncode == 0, out.stderr
+
+
+def test_optimizer_that_rejects_the_shared_settings(cfg):
+    cfg["grid"]["optimizers"] = ["adam", "rprop"]  # Rprop takes no weight_decay, which every optimizer is given
+    msg = _one_line(checks.check_optimizers, cfg)
+    assert msg.startswith("config 'grid.optimizers': optimizer 'rprop' rejects lr=") and "weight_decay" in msg
+
+
+def test_parameters_cell_that_is_not_python(notebook):
+    nb = json.loads(notebook.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    cell["source"] = ["cell = (\n"]
+    notebook.write_text(json.dumps(nb))
+    assert "parameters cell is not valid Python (line 1" in _one_line(checks.check_notebook, notebook)
