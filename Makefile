@@ -20,11 +20,12 @@ test: $(STAMP)
 	pytest
 
 cells: $(STAMP)
-	@carcolor config $(CONFIG) --cells
+	@carcolor config $(CONFIG) --cells --no-deep
 
 cell: $(STAMP)
-	@test -n "$(CELL)" || { echo "usage: make cell CELL=<name>; cells of this grid:"; carcolor config $(CONFIG) --cells; exit 2; }
-	@carcolor config $(CONFIG) --cells | grep -qx "$(CELL)" || { echo "unknown cell '$(CELL)'; cells of this grid:"; carcolor config $(CONFIG) --cells; exit 2; }
+	@test -n "$(CELL)" || { echo "usage: make cell CELL=<name>; cells of this grid:"; carcolor config $(CONFIG) --cells --no-deep; exit 2; }
+	@carcolor config $(CONFIG) --cells --no-deep | grep -qx "$(CELL)" || { echo "unknown cell '$(CELL)'; cells of this grid:"; carcolor config $(CONFIG) --cells --no-deep; exit 2; }
+	rm -f results/runs/$(CELL)/checkpoint.pt  # else the finished checkpoint would be reused, not re-trained
 	snakemake --cores all --forcerun results/runs/$(CELL)/train.ipynb
 
 # Re-installs only when pyproject.toml changed.

@@ -2,20 +2,34 @@
 #
 #   snakemake --cores all                                   # everything, up to results/report/index.{html,pdf}
 #   snakemake --cores all --configfile experiments/paper.yaml   # the lab's setup on real DVM-Car (GPU)
-#   snakemake --cores all --forcerun results/runs/<cell>/train.ipynb   # re-train one cell, refresh tables + report
+#   make cell CELL=<arch>-<optimizer>-s<seed>               # re-train one cell, refresh tables + report
+#
+# Everything a job's result depends on is an input file or a plain-valued param, so Snakemake's
+# rerun triggers see every change. The workflow's files come from this file's folder.
 
+import sys
+
+sys.path.insert(0, workflow.basedir)  # this checkout's carcolor, not another checkout's
+
+from carcolor import runlock
 from carcolor import workflow as wf
 
+runlock.guard_run(sys.argv, main_process=workflow.is_main_process)
+wf.use_checkout(workflow.basedir)
 
-configfile: wf.repo_file("experiments/config.yaml")
+
+configfile: wf.readable_yaml(wf.here(workflow.basedir, "experiments/config.yaml"))
 
 
-CFG = wf.configure(config)
+NOTEBOOK = wf.here(workflow.basedir, "experiments/train.ipynb")
+# Jobs run with the interpreter that runs Snakemake ($CARCOLOR_PY), activated environment or not.
+shell.prefix(wf.shell_prefix())
+CFG = wf.configure(config, NOTEBOOK, device=workflow.is_main_process and not wf.on_cluster(sys.argv))
 CELLS = wf.cell_names(CFG)
 
 
 wildcard_constraints:
-    cell=wf.cell_pattern(CFG),
+    **wf.wildcard_constraints(CFG),
 
 
 rule all:
@@ -34,30 +48,30 @@ rule download_archives:
     message:
         "Downloading DVM-Car archives {params.names} (resumable; progress in the log)"
     shell:
-        "carcolor download {params.names} --data-dir {params.data_dir:q} 2>&1 | tee {log}"
+        "$CARCOLOR_PY -m carcolor download {params.names} --data-dir {params.data_dir:q} 2>&1 | tee {log}"
 
 
 rule generate_synthetic:
     input:
-        wf.code("generate"),
+        wf.code(workflow.basedir, "generate"),
     output:
         wf.SYNTHETIC_MARKER,
     log:
         "results/logs/generate_synthetic.log",
     params:
         settings=wf.generate_settings(CFG),
-    threads: workflow.cores
+    threads: wf.all_cpus()
     message:
         "Drawing the synthetic DVM-format dataset next to {output} ({threads} processes)"
     shell:
-        "carcolor generate --out \"$(dirname {output:q})\" --settings {params.settings:q} --workers {threads}"
-        " 2>&1 | tee {log}"
+        "$CARCOLOR_PY -m carcolor generate --out \"$(dirname {output:q})\" --settings {params.settings:q}"
+        " --workers {threads} 2>&1 | tee {log}"
 
 
 rule prepare_dataset:
     input:
         wf.prepare_inputs(CFG),
-        wf.code("prepare"),
+        wf.code(workflow.basedir, "prepare"),
     output:
         wf.PREPARED_FILES,
         dataset=wf.PREPARED_JSON,
@@ -65,43 +79,45 @@ rule prepare_dataset:
         "results/logs/prepare_dataset.log",
     params:
         settings=wf.prepare_settings(CFG),
-    threads: wf.prepare_threads(CFG, workflow.cores)
+    threads: wf.prepare_threads(CFG)
     message:
         "Selecting colours, splitting by advert and decoding into the cache next to {output.dataset}"
     shell:
-        "carcolor prepare --out \"$(dirname {output.dataset:q})\" --settings {params.settings:q}"
+        "$CARCOLOR_PY -m carcolor prepare --out \"$(dirname {output.dataset:q})\" --settings {params.settings:q}"
         " --workers {threads} 2>&1 | tee {log}"
 
 
 rule train_cell:
     input:
         wf.PREPARED_FILES,
-        wf.PREPARED_JSON,
-        wf.code("train"),
-        notebook=wf.repo_file("experiments/train.ipynb"),
+        wf.code(workflow.basedir, "train"),
+        dataset=wf.PREPARED_JSON,
+        notebook=NOTEBOOK,
     output:
-        notebook="results/runs/{cell}/train.ipynb",
-        metrics="results/runs/{cell}/metrics.csv",
-        predictions="results/runs/{cell}/predictions.csv",
-        summary="results/runs/{cell}/summary.json",
+        notebook=f"{wf.RUN_DIR}/train.ipynb",
+        metrics=f"{wf.RUN_DIR}/metrics.csv",
+        predictions=f"{wf.RUN_DIR}/predictions.csv",
+        summary=f"{wf.RUN_DIR}/summary.json",
     log:
-        "results/logs/train_cell/{cell}.log",
+        "results/logs/train_cell/{arch}-{optimizer}-s{seed}.log",
     params:
-        args=wf.papermill_args(CFG),
-    threads: workflow.cores
+        settings=wf.train_settings(CFG),
+    threads: wf.train_threads(CFG)
     resources:
         gpu=1,
     message:
-        "Training cell {wildcards.cell} ({threads} threads): papermill -> {output.notebook}"
+        "Training cell {wildcards.arch}-{wildcards.optimizer}-s{wildcards.seed} ({threads} threads): "
+        "papermill -> {output.notebook}"
     shell:
-        "papermill {input.notebook:q} {output.notebook:q} {params.args} -p threads {threads}"
-        " --kernel python3 --log-output --no-progress-bar 2>&1 | tee {log}"
+        "$CARCOLOR_PY -m carcolor train-cell --notebook {input.notebook:q} --out {output.notebook:q}"
+        " --arch {wildcards.arch} --optimizer {wildcards.optimizer} --seed {wildcards.seed}"
+        " --prepared \"$(dirname {input.dataset:q})\" --settings {params.settings:q} 2>&1 | tee {log}"
 
 
 rule collect_tables:
     input:
         wf.PREPARED_FILES,
-        wf.code("collect"),
+        wf.code(workflow.basedir, "collect"),
         dataset=wf.PREPARED_JSON,
         summaries=expand("results/runs/{cell}/summary.json", cell=CELLS),
         metrics=expand("results/runs/{cell}/metrics.csv", cell=CELLS),
@@ -115,18 +131,18 @@ rule collect_tables:
     message:
         "Collecting {params.runs} into tidy tables"
     shell:
-        "carcolor collect --runs {params.runs:q} --prepared \"$(dirname {input.dataset:q})\" --out results/tables"
-        " 2>&1 | tee {log}"
+        "$CARCOLOR_PY -m carcolor collect --runs {params.runs:q} --prepared \"$(dirname {input.dataset:q})\""
+        " --out results/tables 2>&1 | tee {log}"
 
 
 rule render_report:
     input:
         wf.TABLES,
-        wf.code("render"),
-        qmd=wf.repo_file("report/index.qmd"),
-        project=wf.repo_file("_quarto.yml"),
-        bibliography=wf.repo_file("report/references.bib"),
-        lab=wf.repo_file("report/lab.csv"),
+        wf.code(workflow.basedir, "render"),
+        qmd=wf.here(workflow.basedir, "report/index.qmd"),
+        project=wf.here(workflow.basedir, "_quarto.yml"),
+        bibliography=wf.here(workflow.basedir, "report/references.bib"),
+        lab=wf.here(workflow.basedir, "report/lab.csv"),
     output:
         wf.REPORT,
     log:
@@ -134,4 +150,4 @@ rule render_report:
     message:
         "Rendering the report (Quarto if installed, else pandoc + Typst) into results/report/"
     shell:
-        "carcolor render --qmd {input.qmd:q} --results results --out results/report 2>&1 | tee {log}"
+        "$CARCOLOR_PY -m carcolor render --qmd {input.qmd:q} --results results --out results/report 2>&1 | tee {log}"

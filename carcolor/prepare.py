@@ -545,7 +545,8 @@ def _prepare(pool, workers, sources, out_dir, *, colours, top_n_colours, n_train
     manifest.to_csv(work / "manifest.csv", index=False)
     pd.DataFrame(unreadable, columns=["name", "split", "colour", "reason"]).to_csv(work / "skipped.csv", index=False)
     (work / "dataset.json").write_text(json.dumps(info, indent=2))
-    for name in OUTPUTS:
+    # dataset.json last: it is the mark of a complete cache (load_prepared and Snakemake read it)
+    for name in sorted(OUTPUTS, key=lambda n: n == "dataset.json"):
         os.replace(work / name, out_dir / name)
     shutil.rmtree(work)
     print(f"[prepare] done in {seconds:.1f}s (listing {list_seconds:.1f}s, decoding {decode_seconds:.1f}s): "
@@ -608,7 +609,7 @@ def load_prepared(prepared_dir: str | Path) -> dict:
         raise FileNotFoundError(f"prepared data missing in {d}: {', '.join(missing)}; run "
                                 f"`snakemake --cores all prepare_dataset` first.")
     info = json.loads((d / "dataset.json").read_text())
-    return {
+    data = {
         "train_images": np.load(d / "train_images.npy", mmap_mode="r"),
         "train_labels": np.load(d / "train_labels.npy"),
         "val_images": np.load(d / "val_images.npy", mmap_mode="r"),
@@ -616,3 +617,18 @@ def load_prepared(prepared_dir: str | Path) -> dict:
         "classes": info["colours"],
         "info": info,
     }
+    data["fingerprint"] = fingerprint(d, data)
+    return data
+
+
+def fingerprint(prepared_dir: Path, data: dict, rows: int = 64) -> str:
+    """A cheap hash of the prepared data: which file is in which row (manifest.csv), the labels and
+    the pixels of a few rows per split (the whole cache of a real run is 18 GB: too slow to hash)."""
+    h = hashlib.sha256((Path(prepared_dir) / "manifest.csv").read_bytes())
+    for split in SPLITS:
+        images, labels = data[f"{split}_images"], data[f"{split}_labels"]
+        h.update(np.ascontiguousarray(labels).tobytes())
+        h.update(repr(images.shape).encode())
+        picks = np.unique(np.linspace(0, len(images) - 1, num=min(rows, len(images))).astype(int))
+        h.update(np.ascontiguousarray(images[picks]).tobytes())
+    return h.hexdigest()[:16]

@@ -17,18 +17,20 @@ Both set ``CARCOLOR_RESULTS`` (where the tables are) and ``CARCOLOR_RENDERER``
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
 import yaml
+
+from . import atomic
 
 __all__ = ["RenderError", "ReportCellError", "render_report", "register", "qmd_to_notebook",
            "markdown_to_code", "number_figures", "main"]
@@ -449,18 +451,17 @@ def pandoc_version() -> str:
     return out.stdout.split()[1]
 
 
-def typst_version() -> str:
+def typst_version(folder: Path) -> str:
     import typst
 
-    with tempfile.TemporaryDirectory() as tmp:
-        probe = Path(tmp) / "version.typ"
-        probe.write_text("")
-        try:
-            return str(json.loads(typst.eval(str(probe), "str(sys.version)")))
-        except Exception:  # older wheels: report the wheel's version
-            from importlib.metadata import version
+    probe = Path(folder) / "version.typ"
+    probe.write_text("")
+    try:
+        return str(json.loads(typst.eval(str(probe), "str(sys.version)")))
+    except Exception:  # older wheels: report the wheel's version
+        from importlib.metadata import version
 
-            return version("typst")
+        return version("typst")
 
 
 def _run_pandoc(args: list[str], cwd: Path, log=_stderr) -> None:
@@ -522,18 +523,21 @@ def _fmt_option(meta: dict, fmt: str, key: str, default=None):
     return meta.get(key, default)
 
 
-def _atomic_copy(src: Path, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+def build_folder(out_dir: Path) -> Path:
+    """The fallback's work folder: next to the output folder (never in /tmp, where a killed run would
+    leave it behind), emptied first, since whatever is there is a killed run's leftovers."""
+    build = out_dir.parent / f".{out_dir.name}.build"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir(parents=True)
+    return build
 
 
 def _render_fallback(qmd: Path, out_dir: Path, results_dir: Path, log, keep_build: bool = False) -> dict:
     import typst
 
-    renderer = f"pandoc {pandoc_version()} + Typst {typst_version()} (offline fallback)"
+    build = build_folder(out_dir)
+    renderer = f"pandoc {pandoc_version()} + Typst {typst_version(build)} (offline fallback)"
     log(f"[render] renderer: {renderer}")
-    build = Path(tempfile.mkdtemp(prefix="carcolor-report-"))
     try:
         t0 = time.perf_counter()
         text = qmd.read_text(encoding="utf-8")
@@ -592,8 +596,8 @@ def _render_fallback(qmd: Path, out_dir: Path, results_dir: Path, log, keep_buil
         log(f"[render] pdf: ({time.perf_counter() - t0:.1f} s)")
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_copy(build / "index.html", out_dir / "index.html")
-        _atomic_copy(build / "index.pdf", out_dir / "index.pdf")
+        atomic.write_together({out_dir / name: functools.partial(shutil.copyfile, build / name)
+                               for name in ("index.html", "index.pdf")})
     finally:
         if keep_build:
             log(f"[render] intermediate files kept in {build}")

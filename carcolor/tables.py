@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from . import atomic
 
 KEYS = ["cell", "arch", "optimizer", "seed"]
 EPOCH_COLUMNS = KEYS + ["epoch", "split", "loss", "f1_macro", "accuracy", "seconds", "images_per_s",
@@ -70,10 +71,8 @@ def dataset_table(manifest: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["_o", "split"]).drop(columns="_o").reset_index(drop=True)
 
 
-def _write(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+def _csv(frame: pd.DataFrame):
+    return lambda tmp: frame.to_csv(tmp, index=False)
 
 
 def collect(run_dirs: list[str | Path], prepared_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
@@ -93,13 +92,15 @@ def collect(run_dirs: list[str | Path], prepared_dir: str | Path, out_dir: str |
         confusions.append(c)
     manifest = pd.read_csv(prepared / "manifest.csv")
     paths = {name: out / f"{name}.csv" for name in ("epochs", "summary", "per_class", "confusion", "dataset")}
-    _write(pd.concat(epochs, ignore_index=True)[EPOCH_COLUMNS], paths["epochs"])
-    _write(pd.DataFrame(summaries, columns=SUMMARY_COLUMNS), paths["summary"])
-    _write(pd.concat(scores, ignore_index=True), paths["per_class"])
-    _write(pd.concat(confusions, ignore_index=True), paths["confusion"])
-    _write(dataset_table(manifest), paths["dataset"])
+    paths["dataset_json"] = out / "dataset.json"
     meta = {k: v for k, v in info.items() if k not in ("decode_images_per_s", "decode_images_per_s_per_worker")}
     meta["n_val_per_colour"] = info["n_val_per_colour"]
-    (out / "dataset.json").write_text(json.dumps(meta, indent=2))
-    paths["dataset_json"] = out / "dataset.json"
+    atomic.write_together({
+        paths["epochs"]: _csv(pd.concat(epochs, ignore_index=True)[EPOCH_COLUMNS]),
+        paths["summary"]: _csv(pd.DataFrame(summaries, columns=SUMMARY_COLUMNS)),
+        paths["per_class"]: _csv(pd.concat(scores, ignore_index=True)),
+        paths["confusion"]: _csv(pd.concat(confusions, ignore_index=True)),
+        paths["dataset"]: _csv(dataset_table(manifest)),
+        paths["dataset_json"]: lambda tmp: tmp.write_text(json.dumps(meta, indent=2)),
+    })
     return paths

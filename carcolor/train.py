@@ -19,7 +19,6 @@ import hashlib
 import inspect
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from . import models, optim, provenance
+from . import atomic, models, optim, provenance, runlock
 from .batches import CachedBatches, TrainPreset
 
 
@@ -64,6 +63,8 @@ class TrainConfig:
     @classmethod
     def from_params(cls, *, cell: str, arch: str, optimizer: str, seed: int, train: dict,
                     threads: int | None = None) -> "TrainConfig":
+        train = dict(train)
+        threads = train.pop("threads", threads)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(train) - known)
         if unknown:
@@ -71,9 +72,51 @@ class TrainConfig:
         return cls(cell=cell, arch=arch, optimizer=optimizer, seed=int(seed), threads=threads, **train)
 
     def fingerprint(self) -> str:
+        """Every setting, threads included: on the CPU the thread count changes the sums' order."""
         d = dataclasses.asdict(self)
-        d.pop("threads")
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# The modules whose code decides a cell's numbers (the Snakefile's "train" stage lists the same).
+TRAIN_CODE = ("train.py", "batches.py", "models.py", "optim.py")
+
+
+def code_version() -> str:
+    """A hash of the training code and the torch version: a checkpoint resumes only the same code."""
+    h = hashlib.sha256(torch.__version__.encode())
+    for name in TRAIN_CODE:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def run_identity(cfg: TrainConfig, data: dict) -> dict:
+    """What must match for a checkpoint to be resumed: settings (threads too), data and code."""
+    return {"settings": cfg.fingerprint(), "threads": cfg.threads, "data": data.get("fingerprint"),
+            "code": code_version()}
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became non-finite or exploded; the message says what to change."""
+
+
+# An epoch whose mean training loss is over this many times the reference has diverged.
+DIVERGENCE_FACTOR = 10.0
+
+
+def check_loss(loss: float, epoch: int, history: list[dict], n_classes: int, cfg: TrainConfig) -> None:
+    """Stop a run whose training loss is non-finite or far above where it started, whatever the optimizer.
+
+    The reference is the loss of guessing uniformly, ln(classes), or epoch 1's loss if higher; a
+    healthy run stays below it from the first epoch on (the untrained network starts near ln(classes)).
+    """
+    firsts = [h["loss"] for h in history if h["split"] == "train" and h["epoch"] == 1]
+    reference = max([math.log(n_classes)] + firsts)
+    if math.isfinite(loss) and loss <= DIVERGENCE_FACTOR * reference:
+        return
+    what = f"is {loss}" if not math.isfinite(loss) else (f"is {loss:.3g}, over {DIVERGENCE_FACTOR:g}x its "
+                                                          f"reference {reference:.3g}")
+    raise TrainingDiverged(f"cell {cfg.cell}: training loss {what} in epoch {epoch}: training diverged; "
+                           f"lower train.lr (now {cfg.lr:g}) or check train.optimizer_kwargs.")
 
 
 @dataclass
@@ -305,18 +348,20 @@ def optimizer_settings(name: str, kwargs: dict) -> tuple[dict, str]:
     return kwargs, impl
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _load_resumable(path: Path, cfg: TrainConfig) -> dict | None:
-    """An unfinished checkpoint of this very configuration, else None."""
+def load_resumable(path: Path, identity: dict, log=print, cell: str = "") -> dict | None:
+    """The checkpoint at path if the very same run wrote it (see run_identity), else None, saying why."""
     if not path.exists():
         return None
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if ckpt.get("complete") or ckpt.get("fingerprint") != cfg.fingerprint():
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is simply not resumed
+        log(f"[{cell}] {path} is unreadable ({type(exc).__name__}); training from epoch 1")
+        return None
+    differs = [key for key in identity if (ckpt.get("identity") or {}).get(key) != identity[key]]
+    if differs:
+        old = ckpt.get("identity") or {}
+        detail = ", ".join(f"{k} {old.get(k)} -> {identity[k]}" if k == "threads" else k for k in differs)
+        log(f"[{cell}] {path} belongs to another run (differs in: {detail}); training from epoch 1")
         return None
     return ckpt
 
@@ -324,10 +369,20 @@ def _load_resumable(path: Path, cfg: TrainConfig) -> dict | None:
 def run(cfg: TrainConfig, data: dict, out_dir: str | Path, *, log=print) -> dict:
     """Train one cell on prepared data; write metrics.csv, predictions.csv, summary.json, checkpoint.pt.
 
-    Returns the summary dict. Raises FloatingPointError naming the epoch when the loss is NaN.
+    Returns the summary dict. Raises TrainingDiverged naming the epoch when the loss is non-finite or explodes.
+    A checkpoint of the same run (settings, threads, data, code) is resumed, a complete one is not re-trained.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    lock = out / ".lock"  # two processes must never write one checkpoint
+    runlock.hold(lock, f"cell {cfg.cell} ({out})")
+    try:
+        return _run(cfg, data, out, log)
+    finally:
+        runlock.release(lock)
+
+
+def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     classes = data["classes"]
@@ -363,14 +418,20 @@ def run(cfg: TrainConfig, data: dict, out_dir: str | Path, *, log=print) -> dict
     ckpt_path = out / "checkpoint.pt"
     history: list[dict] = []
     start_epoch = 1
-    ckpt = _load_resumable(ckpt_path, cfg)
+    identity = run_identity(cfg, data)
+    ckpt = load_resumable(ckpt_path, identity, log=log, cell=cfg.cell)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         train_batches.generator.set_state(ckpt["generator"])
         torch.set_rng_state(ckpt["torch_rng"])
+        if ckpt.get("cuda_rng") is not None and rt.device.type == "cuda":
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
         history, start_epoch = ckpt["history"], ckpt["epoch"] + 1
-        log(f"[{cfg.cell}] resuming after epoch {ckpt['epoch']} from {ckpt_path}")
+        if ckpt["epoch"] >= cfg.epochs:
+            log(f"[{cfg.cell}] all {cfg.epochs} epochs were trained already ({ckpt_path}); writing the results")
+        else:
+            log(f"[{cfg.cell}] resuming after epoch {ckpt['epoch']} from {ckpt_path}")
     step_model = torch.compile(model) if rt.compile else model
 
     keys = {"cell": cfg.cell, "arch": cfg.arch, "optimizer": cfg.optimizer, "seed": cfg.seed}
@@ -378,29 +439,27 @@ def run(cfg: TrainConfig, data: dict, out_dir: str | Path, *, log=print) -> dict
     for epoch in range(start_epoch, cfg.epochs + 1):
         tr = train_one_epoch(step_model, criterion, optimizer, train_batches, rt, n_classes=n_classes,
                              timing=cfg.timing_breakdown)
-        if not math.isfinite(tr["loss"]):
-            raise FloatingPointError(f"cell {cfg.cell}: training loss is {tr['loss']} in epoch {epoch}; "
-                                     f"lower the learning rate (lr={cfg.lr}) or check the data.")
+        check_loss(tr["loss"], epoch, history, n_classes, cfg)
         va, preds, probs = evaluate(model, criterion, val_batches, rt, n_classes=n_classes)
         history.append({**keys, "epoch": epoch, "split": "train", **tr})
         history.append({**keys, "epoch": epoch, "split": "val", **va,
                         "data_s": float("nan"), "forward_backward_s": float("nan"), "optimizer_s": float("nan")})
+        # the checkpoint first: once the epoch's line is out, the epoch is safe
+        atomic.save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                           "config": dataclasses.asdict(cfg), "identity": identity, "history": history,
+                           "generator": train_batches.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                           "cuda_rng": torch.cuda.get_rng_state_all() if rt.device.type == "cuda" else None,
+                           "classes": classes, "complete": epoch == cfg.epochs}, ckpt_path)
         log(f"[{cfg.cell}] epoch {epoch}/{cfg.epochs}  train loss {tr['loss']:.4f}  val loss {va['loss']:.4f}  "
             f"val F1 {va['f1_macro']:.3f}  val acc {va['accuracy']:.3f}  {tr['seconds'] + va['seconds']:.1f}s  "
             f"{tr['images_per_s']:.0f} img/s")
-        _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                      "config": dataclasses.asdict(cfg), "fingerprint": cfg.fingerprint(), "history": history,
-                      "generator": train_batches.generator.get_state(), "torch_rng": torch.get_rng_state(),
-                      "classes": classes, "complete": epoch == cfg.epochs}, ckpt_path)
 
     if preds is None:  # resumed from the last epoch's checkpoint: predictions are recomputed
         _, preds, probs = evaluate(model, criterion, val_batches, rt, n_classes=n_classes)
     metrics = pd.DataFrame(history)
-    metrics.to_csv(out / "metrics.csv", index=False)
-    pd.DataFrame({"row": np.arange(len(preds)), "label": data["val_labels"], "pred": preds,
-                  "true_colour": [classes[i] for i in data["val_labels"]],
-                  "pred_colour": [classes[i] for i in preds], "confidence": probs}).to_csv(
-        out / "predictions.csv", index=False)
+    predictions = pd.DataFrame({"row": np.arange(len(preds)), "label": data["val_labels"], "pred": preds,
+                                "true_colour": [classes[i] for i in data["val_labels"]],
+                                "pred_colour": [classes[i] for i in preds], "confidence": probs})
     summary = {**keys, "epochs": cfg.epochs, "params": params, "macs": macs,
                "image_size": int(data["train_images"].shape[1]), "batch_size": cfg.batch_size, "lr": cfg.lr,
                "train_images": int(len(data["train_labels"])), "val_images": int(len(data["val_labels"])),
@@ -410,7 +469,12 @@ def run(cfg: TrainConfig, data: dict, out_dir: str | Path, *, log=print) -> dict
                "timing_breakdown": bool(cfg.timing_breakdown), "deterministic": deterministic,
                "cudnn_benchmark": rt.device.type == "cuda", "input_dtype": str(rt.input_dtype).replace("torch.", ""),
                "eval_batch_size": cfg.eval_batch_size, "eval_compiled": False, "keep_freed_memory": keeps_memory,
-               "torch": torch.__version__, "config": dataclasses.asdict(cfg)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out / "provenance.json").write_text(json.dumps(provenance.collect(), indent=2))
+               "torch": torch.__version__, "identity": identity, "config": dataclasses.asdict(cfg)}
+    atomic.write_together({
+        out / "metrics.csv": lambda tmp: metrics.to_csv(tmp, index=False),
+        out / "predictions.csv": lambda tmp: predictions.to_csv(tmp, index=False),
+        out / "provenance.json": lambda tmp: tmp.write_text(json.dumps(provenance.collect(), indent=2)),
+        # last: its presence says the cell's results are complete
+        out / "summary.json": lambda tmp: tmp.write_text(json.dumps(summary, indent=2, default=str)),
+    })
     return summary

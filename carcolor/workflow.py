@@ -1,7 +1,16 @@
-"""What the Snakefile needs, kept here where tests reach it: validated config, paths, rule arguments."""
+"""What the Snakefile needs, kept here where tests reach it: validated config, paths, rule arguments.
+
+Paths of the workflow's own files (config, notebook, report, code) are made from the Snakefile's
+folder (`workflow.basedir`), never from wherever the package was installed, and relative to the
+working directory when they lie under it, so a copied project keeps the same input paths.
+Everything a job's result depends on reaches Snakemake as a plain value (recorded in its
+metadata, so the params trigger sees a change) or as an input file.
+"""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -9,43 +18,85 @@ from pathlib import Path
 from . import config as cfgmod
 from .config import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
-PACKAGE = REPO / "carcolor"
 SYNTHETIC_DIR = "data/synthetic"
 SYNTHETIC_MARKER = f"{SYNTHETIC_DIR}/images.csv"
 PREPARED_DIR = "data/prepared"
 PREPARED_JSON = f"{PREPARED_DIR}/dataset.json"
 PREPARED_FILES = [f"{PREPARED_DIR}/{name}" for name in
                   ("train_images.npy", "train_labels.npy", "val_images.npy", "val_labels.npy", "manifest.csv")]
+RUN_DIR = "results/runs/{arch}-{optimizer}-s{seed}"
 RUN_FILES = ("train.ipynb", "metrics.csv", "predictions.csv", "summary.json")
 TABLES = [f"results/tables/{name}" for name in
           ("epochs.csv", "summary.csv", "per_class.csv", "confusion.csv", "dataset.csv", "dataset.json")]
 REPORT = ["results/report/index.html", "results/report/index.pdf"]
 # The package modules each stage runs: editing one re-runs that stage and what follows, nothing else.
 CODE = {
-    "generate": ["synth.py", "cli.py"],
+    "generate": ["synth.py", "cli.py", "atomic.py"],
     "prepare": ["dvm.py", "prepare.py", "cli.py"],
-    "train": ["train.py", "batches.py", "models.py", "optim.py"],
-    "collect": ["tables.py", "cli.py"],
-    "render": ["render.py", "plots.py", "narrative.py"],
+    "train": ["train.py", "batches.py", "models.py", "optim.py", "notebook.py", "atomic.py", "runlock.py"],
+    "collect": ["tables.py", "cli.py", "atomic.py"],
+    "render": ["render.py", "plots.py", "narrative.py", "atomic.py"],
 }
 
 
-def configure(config: dict) -> dict:
-    """Validate Snakemake's config; on a problem print one line and stop before anything runs."""
+def shell_prefix() -> str:
+    """Every job's shell starts by naming the interpreter that runs Snakemake, so the jobs use the
+    same environment even when it is not activated (.venv/bin/snakemake called by its path)."""
+    return f"set -euo pipefail; CARCOLOR_PY={shlex.quote(sys.executable)}; "  # the first part: Snakemake's default
+
+
+# Where the deep checks (carcolor.checks) remember a config that passed, so a no-op run stays fast.
+CHECKED_DIR = ".snakemake/carcolor-checks"
+
+
+def configure(config: dict, notebook: str, *, device: bool = True) -> dict:
+    """Validate Snakemake's config, then build the models and optimizers once and read the notebook
+    (cached per config); on a problem print one line and stop before anything runs."""
+    from . import checks
+
     try:
-        return cfgmod.validate(config)
+        cfg = cfgmod.validate(config)
+        checks.check_all_cached(cfg, notebook, CHECKED_DIR, device=device)
+        return cfg
     except (ConfigError, ValueError) as exc:
         print(f"carcolor: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
 
 
-def code(stage: str) -> list[str]:
-    return [str(PACKAGE / name) for name in CODE[stage]]
+def readable_yaml(path: str) -> str:
+    """path, after checking that it parses: a YAML error is named by file and line, in one line
+    (Snakemake's own message names neither)."""
+    try:
+        cfgmod.read_yaml(path)
+    except ConfigError as exc:
+        print(f"carcolor: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    return path
 
 
-def repo_file(relative: str) -> str:
-    return str(REPO / relative)
+def on_cluster(argv: list[str]) -> bool:
+    """Whether jobs may run elsewhere (an executor or a profile is named): then this machine's GPU
+    says nothing about theirs, and the CUDA check is left to the job."""
+    return any(arg.split("=", 1)[0] in ("--executor", "-e", "--profile") for arg in argv[1:])
+
+
+def use_checkout(basedir: str) -> None:
+    """Make this checkout's package the one that jobs import (PYTHONPATH is inherited by every job)."""
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != basedir]
+    os.environ["PYTHONPATH"] = os.pathsep.join([basedir, *paths])
+
+
+def here(basedir: str, relative: str) -> str:
+    """A workflow file by its path in the checkout; relative to the working directory when under it."""
+    path = Path(basedir, relative).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def code(basedir: str, stage: str) -> list[str]:
+    return [here(basedir, f"carcolor/{name}") for name in CODE[stage]]
 
 
 def cell_names(cfg: dict) -> list[str]:
@@ -56,11 +107,12 @@ def run_files(cfg: dict, name: str) -> list[str]:
     return [f"results/runs/{cell}/{name}" for cell in cell_names(cfg)]
 
 
-def cell_pattern(cfg: dict) -> str:
-    """A wildcard constraint that matches exactly this grid's cell names."""
-    import re
-
-    return "|".join(re.escape(n) for n in cell_names(cfg))
+def wildcard_constraints(cfg: dict) -> dict[str, str]:
+    """arch, optimizer and seed match exactly this grid's values, so a cell name parses one way."""
+    grid = cfg["grid"]
+    return {"arch": "|".join(re.escape(a) for a in grid["archs"]),
+            "optimizer": "|".join(re.escape(o) for o in grid["optimizers"]),
+            "seed": "|".join(str(s) for s in grid["seeds"])}
 
 
 def source_paths(cfg: dict) -> list[str]:
@@ -84,18 +136,27 @@ def prepare_inputs(cfg: dict) -> list[str]:
     return inputs
 
 
+def _json(value) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
 def prepare_settings(cfg: dict) -> str:
     data = cfg["data"]
     settings = {k: data[k] for k in ("colours", "top_n_colours", "n_train_per_colour", "n_val_per_colour",
                                       "image_size", "seed", "image_table", "viewpoints")}
     settings["sources"] = source_paths(cfg)
     settings["synthetic"] = data["source"] == "synthetic"
-    return json.dumps(settings, separators=(",", ":"))
+    return _json(settings)
 
 
-def prepare_threads(cfg: dict, cores: int) -> int:
-    """Decoding processes: data.workers when set, else every core Snakemake was given."""
-    return cfg["data"]["workers"] or cores
+def all_cpus() -> int:
+    """Threads of a job whose result does not depend on them: every CPU, capped by Snakemake's --cores."""
+    return os.cpu_count() or 1
+
+
+def prepare_threads(cfg: dict) -> int:
+    """Decoding processes: data.workers when set, else every CPU (the cache is the same for any number)."""
+    return cfg["data"]["workers"] or all_cpus()
 
 
 def generate_settings(cfg: dict) -> str:
@@ -104,7 +165,7 @@ def generate_settings(cfg: dict) -> str:
         from .synth import COLOURS
 
         colours = list(COLOURS)
-    return json.dumps({"colours": colours, **cfg["synthetic"]}, separators=(",", ":"))
+    return _json({"colours": colours, **cfg["synthetic"]})
 
 
 def download_targets(cfg: dict) -> list[str]:
@@ -114,19 +175,11 @@ def download_targets(cfg: dict) -> list[str]:
     return [f"{data['download_dir']}/{ARCHIVES[n].filename}" for n in data["download"]]
 
 
-def papermill_args(cfg: dict):
-    """A params function for train_cell: papermill's -p/-y arguments for the cell in the wildcards."""
+def train_settings(cfg: dict) -> str:
+    """The resolved `train` section, threads included, as one plain string: the same for every cell,
+    recorded by Snakemake, so changing any training setting re-runs every cell."""
+    return _json(cfg["train"])
 
-    def args(wildcards, threads=None) -> str:
-        cell = cfgmod.cell_by_name(cfg, wildcards.cell)
-        params = cfgmod.train_params(cfg, cell)
-        settings = params.pop("train")
-        parts = []
-        for key, value in params.items():
-            parts += ["-p", key, str(value)]
-        parts += ["-p", "prepared", str(Path(PREPARED_DIR).resolve()),
-                  "-p", "out_dir", str(Path("results/runs", cell.name).resolve()),
-                  "-y", json.dumps({"settings": settings})]
-        return " ".join(shlex.quote(p) for p in parts)
 
-    return args
+def train_threads(cfg: dict) -> int:
+    return cfg["train"]["threads"]

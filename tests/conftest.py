@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.flow import REPO, snakemake
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +19,11 @@ def tool_env() -> dict:
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("MPLBACKEND", "Agg")
     return env
+
+
+@pytest.fixture(scope="session")
+def smoke_run(repo, tmp_path_factory, tool_env):
+    """One uninterrupted run of the real workflow on the smoke config: the reference for the workflow tests."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(repo, workdir, env=tool_env)
+    return workdir

@@ -97,18 +97,11 @@ def test_same_seed_same_metrics(reference, data, tmp_path):
 
 def test_resume_after_an_interruption_gives_the_uninterrupted_result(reference, data, tmp_path, monkeypatch):
     _, _, uninterrupted = reference
-    save = train._save_atomic
-
-    def save_then_stop(obj, path):
-        save(obj, path)
-        if obj["epoch"] == 1:
-            raise KeyboardInterrupt("stopped after epoch 1")
-
-    monkeypatch.setattr(train, "_save_atomic", save_then_stop)
+    _stop_after_epoch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         train.run(_cfg(), data, tmp_path, log=_quiet)
     assert not (tmp_path / "metrics.csv").exists()
-    monkeypatch.setattr(train, "_save_atomic", save)
+    monkeypatch.undo()
 
     epochs, logged = [], []
     one_epoch = train.train_one_epoch
@@ -121,32 +114,107 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_result(reference, 
                                   resumed[["epoch", "split"] + METRIC_COLUMNS])
 
 
-def test_a_completed_run_is_trained_afresh(data, tmp_path, monkeypatch):
-    cfg = _cfg(epochs=1)
-    train.run(cfg, data, tmp_path, log=_quiet)
-    first = pd.read_csv(tmp_path / "metrics.csv")
-    calls, logged = [], []
-    one_epoch = train.train_one_epoch
-    monkeypatch.setattr(train, "train_one_epoch", lambda *a, **k: calls.append(1) or one_epoch(*a, **k))
-    train.run(cfg, data, tmp_path, log=logged.append)  # as `snakemake --forcerun` does
-    assert len(calls) == 1 and not any("resuming" in line for line in logged)
-    pd.testing.assert_frame_equal(first[METRIC_COLUMNS], pd.read_csv(tmp_path / "metrics.csv")[METRIC_COLUMNS])
-
-
-def test_another_configuration_does_not_resume(data, tmp_path, monkeypatch):
-    save = train._save_atomic
+def _stop_after_epoch(monkeypatch, epoch: int) -> None:
+    """The next run stops (as a kill would) right after writing the checkpoint of `epoch`."""
+    save = train.atomic.save_torch
 
     def save_then_stop(obj, path):
         save(obj, path)
-        raise KeyboardInterrupt
+        if obj["epoch"] == epoch:
+            raise KeyboardInterrupt(f"stopped after epoch {epoch}")
 
-    monkeypatch.setattr(train, "_save_atomic", save_then_stop)
+    monkeypatch.setattr(train.atomic, "save_torch", save_then_stop)
+
+
+def _count_epochs(monkeypatch) -> list:
+    calls = []
+    one_epoch = train.train_one_epoch
+    monkeypatch.setattr(train, "train_one_epoch", lambda *a, **k: calls.append(1) or one_epoch(*a, **k))
+    return calls
+
+
+def test_a_finished_run_whose_notebook_died_is_not_trained_again(data, tmp_path, monkeypatch):
+    train.run(_cfg(), data, tmp_path, log=_quiet)
+    first = pd.read_csv(tmp_path / "metrics.csv")
+    for name in ("metrics.csv", "predictions.csv", "summary.json"):  # Snakemake deletes them before a re-run
+        (tmp_path / name).unlink()
+    calls, logged = _count_epochs(monkeypatch), []
+    train.run(_cfg(), data, tmp_path, log=logged.append)
+    assert calls == [] and "all 2 epochs were trained already" in logged[0]
+    again = pd.read_csv(tmp_path / "metrics.csv")
+    pd.testing.assert_frame_equal(first, again)  # timings included: they come from the checkpoint
+    assert (tmp_path / "predictions.csv").exists() and (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.parametrize("change, differs", [({"lr": 0.001}, "settings"), ({"threads": 1}, "threads 2 -> 1")])
+def test_a_checkpoint_of_another_run_is_not_resumed_and_says_why(data, tmp_path, monkeypatch, change, differs):
+    _stop_after_epoch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
-        train.run(_cfg(), data, tmp_path, log=_quiet)
-    monkeypatch.setattr(train, "_save_atomic", save)
+        train.run(_cfg(threads=2), data, tmp_path, log=_quiet)
+    monkeypatch.undo()
+    calls, logged = _count_epochs(monkeypatch), []
+    train.run(_cfg(**{"threads": 2, **change}), data, tmp_path, log=logged.append)
+    assert len(calls) == 2 and not any("resuming" in line for line in logged)
+    assert "belongs to another run" in logged[0] and differs in logged[0], logged
+
+
+def test_other_data_or_code_is_not_resumed(data, tmp_path, monkeypatch):
+    _stop_after_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(_cfg(), {**data, "fingerprint": "aaaa"}, tmp_path, log=_quiet)
+    monkeypatch.undo()
     logged = []
-    train.run(_cfg(lr=0.001), data, tmp_path, log=logged.append)
-    assert not any("resuming" in line for line in logged)
+    train.run(_cfg(), {**data, "fingerprint": "bbbb"}, tmp_path, log=logged.append)
+    assert "differs in: data" in logged[0]
+    _stop_after_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(_cfg(), data, tmp_path / "code", log=_quiet)
+    monkeypatch.undo()
+    monkeypatch.setattr(train, "code_version", lambda: "edited")
+    logged = []
+    train.run(_cfg(), data, tmp_path / "code", log=logged.append)
+    assert "differs in: code" in logged[0]
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adam", 1e6), ("sgd", 1e4)])
+def test_an_exploding_loss_stops_the_cell_whatever_the_optimizer(data, tmp_path, optimizer, lr):
+    with pytest.raises(train.TrainingDiverged) as err:
+        train.run(_cfg(optimizer=optimizer, lr=lr, epochs=3), data, tmp_path, log=_quiet)
+    msg = str(err.value)
+    assert "diverged" in msg and "train.lr" in msg and "\n" not in msg
+    assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_check_loss_rule():
+    cfg = _cfg()
+    first = [{"split": "train", "epoch": 1, "loss": 1.5}]
+    train.check_loss(1.3, 1, [], 4, cfg)  # near ln(4) = 1.39: fine
+    train.check_loss(13.0, 2, first, 4, cfg)  # under 10 x 1.5
+    with pytest.raises(train.TrainingDiverged, match="epoch 1"):
+        train.check_loss(14.0, 1, [], 4, cfg)  # over 10 x ln(4)
+    with pytest.raises(train.TrainingDiverged, match="epoch 3"):
+        train.check_loss(16.0, 3, first, 4, cfg)
+    with pytest.raises(train.TrainingDiverged, match="inf"):
+        train.check_loss(math.inf, 2, first, 4, cfg)
+
+
+def test_two_processes_never_train_one_cell(data, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom carcolor import runlock\n"
+                               "runlock.hold(sys.argv[1], 'x'); print('held', flush=True); time.sleep(60)",
+                               str(tmp_path / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(train.runlock.Locked, match="in use by another live process"):
+            train.run(_cfg(), data, tmp_path, log=_quiet)
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    train.run(_cfg(epochs=1), data, tmp_path, log=_quiet)  # the holder is dead: the lock is free
 
 
 def _poison_loss_from_step(monkeypatch, first_bad_step: int) -> None:
@@ -165,9 +233,9 @@ def _poison_loss_from_step(monkeypatch, first_bad_step: int) -> None:
 @pytest.mark.parametrize("first_bad_step, epoch", [(1, 1), (6, 2)])
 def test_nan_loss_raises_naming_the_epoch(data, tmp_path, monkeypatch, first_bad_step, epoch):
     _poison_loss_from_step(monkeypatch, first_bad_step)
-    with pytest.raises(FloatingPointError, match=rf"in epoch {epoch}\b") as err:
+    with pytest.raises(train.TrainingDiverged, match=rf"in epoch {epoch}\b") as err:
         train.run(_cfg(epochs=3), data, tmp_path, log=_quiet)
-    assert "mobilenet_v1-adam-s0" in str(err.value) and "lr=" in str(err.value)
+    assert "mobilenet_v1-adam-s0" in str(err.value) and "train.lr" in str(err.value)
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False) if epoch > 1 else None
     assert not (tmp_path / "metrics.csv").exists()
     if ckpt is not None:  # the last good epoch is kept, unfinished

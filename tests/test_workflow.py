@@ -1,8 +1,11 @@
-"""The real Snakefile on the tiny smoke config: lint, dry run, full run, no-op re-run, one-cell re-run.
+"""The real Snakefile on the tiny smoke config: lint, dry run, full run, no-op re-run, one-cell re-run,
+and the dry-run plan after each kind of change (Snakemake must see every input of every job).
 
-One full run (module fixture) feeds all checks of the outputs: tables, executed notebooks, report.
+One full run (the session fixture `smoke_run`) feeds all checks of the outputs: tables, notebooks, report.
 """
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -12,25 +15,10 @@ import nbformat
 import pandas as pd
 import pytest
 
+from tests.flow import CELLS, planned, snakemake, snakemake_cmd
+
 pytestmark = pytest.mark.workflow
-
-CELLS = ["mobilenet_v2-adam-s0", "mobilenet_v2-adamax-s0", "mobilenet_v1-adam-s0", "mobilenet_v1-adamax-s0"]
-
-
-def snakemake(repo, workdir, *args, env, config="tests/smoke.yaml", check=True):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--cores", "2",
-           "--configfile", str(repo / config), "--directory", str(workdir), *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if check and out.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-6000:]}")
-    return out
-
-
-@pytest.fixture(scope="module")
-def run(repo, tmp_path_factory, tool_env):
-    workdir = tmp_path_factory.mktemp("workflow")
-    snakemake(repo, workdir, env=tool_env)
-    return workdir
+TRAIN_ALL = {"train_cell": 4, "collect_tables": 1, "render_report": 1}
 
 
 def test_lint_reports_nothing_but_conda_environments(repo, tmp_path, tool_env):
@@ -42,39 +30,35 @@ def test_lint_reports_nothing_but_conda_environments(repo, tmp_path, tool_env):
 
 def test_dry_run_lists_every_stage(repo, tmp_path, tool_env):
     out = snakemake(repo, tmp_path, "-n", env=tool_env)
-    text = out.stdout + out.stderr
-    for rule, count in [("generate_synthetic", 1), ("prepare_dataset", 1), ("train_cell", 4),
-                        ("collect_tables", 1), ("render_report", 1)]:
-        assert any(line.split() == [rule, str(count)] for line in text.splitlines()), (rule, text[-3000:])
+    assert planned(out) == {"generate_synthetic": 1, "prepare_dataset": 1, **TRAIN_ALL}, out.stdout[-3000:]
 
 
 def test_bad_config_fails_in_one_line_before_anything_runs(repo, tmp_path, tool_env):
     bad = tmp_path / "bad.yaml"
     bad.write_text("grid:\n  optimizers: [adam, adamx]\n")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--cores", "1",
-           "--configfile", str(bad), "--directory", str(tmp_path)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=tool_env)
+    out = snakemake(repo, tmp_path, env=tool_env, config=bad, check=False)
     assert out.returncode != 0
     lines = [l for l in out.stderr.splitlines() if l.startswith("carcolor:")]
     assert len(lines) == 1 and "'adamx'" in lines[0] and "adamax" in lines[0], out.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
 
 
-def test_every_cell_has_its_executed_notebook_and_results(run):
+def test_every_cell_has_its_executed_notebook_and_results(smoke_run):
     for cell in CELLS:
-        folder = run / "results" / "runs" / cell
+        folder = smoke_run / "results" / "runs" / cell
         nb = nbformat.read(folder / "train.ipynb", as_version=4)
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
         assert injected and f'cell = "{cell}"' in injected[0].source
         assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
         for name in ("metrics.csv", "predictions.csv", "summary.json", "checkpoint.pt", "provenance.json"):
             assert (folder / name).stat().st_size > 0
-        log = (run / "results" / "logs" / "train_cell" / f"{cell}.log").read_text()
+        assert json.loads((folder / "summary.json").read_text())["threads"] == 2  # train.threads, not --cores
+        log = (smoke_run / "results" / "logs" / "train_cell" / f"{cell}.log").read_text()
         assert f"[{cell}] epoch 2/2" in log  # the per-epoch progress line
 
 
-def test_tidy_tables(run):
-    tables = run / "results" / "tables"
+def test_tidy_tables(smoke_run):
+    tables = smoke_run / "results" / "tables"
     epochs = pd.read_csv(tables / "epochs.csv")
     for col in ["arch", "optimizer", "seed", "epoch", "split", "loss", "f1_macro", "accuracy", "seconds",
                 "images_per_s"]:
@@ -98,10 +82,10 @@ def test_tidy_tables(run):
     assert info["synthetic"] is True and info["advert_level_split"] is True
 
 
-def test_report_html_and_pdf(run):
+def test_report_html_and_pdf(smoke_run):
     from pypdf import PdfReader
 
-    report = run / "results" / "report"
+    report = smoke_run / "results" / "report"
     html = (report / "index.html").read_text()
     assert html.count("data:image/png;base64") + html.count("data:image/svg") >= 4
     assert "synthetic" in html.lower()
@@ -110,24 +94,104 @@ def test_report_html_and_pdf(run):
     for cell in CELLS:
         assert cell in flat, cell
     assert "synthetic" in flat.lower()
+    assert not (smoke_run / "results" / ".report.build").exists()  # the renderer's work folder is gone
 
 
-def test_no_op_rerun_has_nothing_to_do(repo, run, tool_env):
+def test_no_op_rerun_has_nothing_to_do(repo, smoke_run, tool_env):
     start = time.time()
-    out = snakemake(repo, run, "-n", env=tool_env)
+    out = snakemake(repo, smoke_run, "-n", env=tool_env)
     assert "Nothing to be done" in out.stdout + out.stderr
     assert time.time() - start < 30
 
 
-def test_rerun_one_cell_touches_only_that_cell(repo, run, tool_env):
+def _override(tmp_path, name: str, text: str) -> list:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return ["tests/smoke.yaml", path]
+
+
+@pytest.mark.parametrize("name, text, plan", [
+    ("epochs", "train: {epochs: 3}", TRAIN_ALL),
+    ("lr", "train: {lr: 0.001}", TRAIN_ALL),
+    ("kwargs", "train: {optimizer_kwargs: {betas: [0.8, 0.99]}}", TRAIN_ALL),
+    ("threads", "train: {threads: 1}", TRAIN_ALL),
+    ("image_size", "data: {image_size: 24}", {"prepare_dataset": 1, **TRAIN_ALL}),
+    ("synthetic_seed", "synthetic: {seed: 1}", {"generate_synthetic": 1, "prepare_dataset": 1, **TRAIN_ALL}),
+    ("new_seed", "grid: {seeds: [0, 1]}", TRAIN_ALL),  # the four new cells, then tables and report
+    ("one_arch", "grid: {archs: [mobilenet_v2]}", {"collect_tables": 1, "render_report": 1}),
+])
+def test_a_changed_setting_reruns_exactly_what_depends_on_it(repo, smoke_run, tool_env, tmp_path, name, text, plan):
+    out = snakemake(repo, smoke_run, "-n", env=tool_env, config=_override(tmp_path, name, text))
+    assert planned(out) == plan, (out.stdout + out.stderr)[-3000:]
+
+
+@pytest.mark.parametrize("relative, plan", [
+    ("experiments/train.ipynb", TRAIN_ALL),
+    ("carcolor/train.py", TRAIN_ALL),
+    ("carcolor/tables.py", {"collect_tables": 1, "render_report": 1}),
+    ("report/index.qmd", {"render_report": 1}),
+    ("carcolor/synth.py", {"generate_synthetic": 1, "prepare_dataset": 1, **TRAIN_ALL}),
+])
+def test_an_edited_file_reruns_exactly_what_depends_on_it(repo, smoke_run, tool_env, relative, plan):
+    path = repo / relative
+    text, stat = path.read_bytes(), path.stat()
+    path.write_bytes(text + b"\n")  # an edit that changes nothing else (Snakemake compares checksums too)
+    try:
+        out = snakemake(repo, smoke_run, "-n", env=tool_env)
+    finally:
+        path.write_bytes(text)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert planned(out) == plan, (out.stdout + out.stderr)[-3000:]
+
+
+def test_a_dvm_archive_that_does_not_exist_is_named(repo, smoke_run, tool_env, tmp_path):
+    config = _override(tmp_path, "dvm", "data: {source: dvm, paths: [nowhere/resized_DVM_v2.zip]}")
+    out = snakemake(repo, smoke_run, "-n", env=tool_env, config=config, check=False)
+    assert out.returncode != 0 and "nowhere/resized_DVM_v2.zip" in out.stdout + out.stderr
+
+
+def test_the_workflow_uses_its_own_checkout(repo, tmp_path, tool_env):
+    """Another copy of the project runs its own config, notebook and code, whatever carcolor is installed."""
+    copy = tmp_path / "copy"
+    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".venv", ".git", "results", "data", ".snakemake",
+                                                               "__pycache__", "*.egg-info"))
+    config = copy / "experiments" / "config.yaml"
+    config.write_text(config.read_text().replace("archs: [mobilenet_v2, mobilenet_v1]", "archs: [mobilenet_v2]"))
+    wf = copy / "carcolor" / "workflow.py"
+    wf.write_text(wf.read_text().replace('REPORT = ["results/report/index.html"', 'REPORT = ["results/copy/index.html"'))
+    work = tmp_path / "work"
+    work.mkdir()
+    out = subprocess.run(snakemake_cmd(work, "-n", "-p", snakefile=copy / "Snakefile", config=None),
+                         capture_output=True, text=True, env=tool_env)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    assert planned(out)["train_cell"] == 2  # the copy's config: one architecture
+    assert "results/copy/index.html" in text  # the copy's package
+    assert str(copy / "experiments" / "train.ipynb") in text and str(repo / "experiments") not in text
+
+
+def test_rules_run_with_snakemakes_interpreter(repo, tmp_path, tool_env):
+    """An un-activated .venv/bin/snakemake: the jobs must not need the venv on PATH."""
+    env = {**tool_env, "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(repo / "Snakefile"),
+                          "--cores", "1", "--configfile", str(repo / "tests/smoke.yaml"), "--directory",
+                          str(tmp_path), "generate_synthetic"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert (tmp_path / "data" / "synthetic" / "images.csv").exists()
+
+
+def test_rerun_one_cell_touches_only_that_cell(repo, smoke_run, tool_env):
     target = "mobilenet_v1-adam-s0"
-    files = {p: p.stat().st_mtime_ns for p in (run / "results" / "runs").rglob("*") if p.is_file()}
-    report = {p: p.stat().st_mtime_ns for p in (run / "results" / "report").iterdir()}
+    files = {p: p.stat().st_mtime_ns for p in (smoke_run / "results" / "runs").rglob("*") if p.is_file()}
+    report = {p: p.stat().st_mtime_ns for p in (smoke_run / "results" / "report").iterdir()}
     time.sleep(1)
-    snakemake(repo, run, "--forcerun", f"results/runs/{target}/train.ipynb", env=tool_env)
+    (smoke_run / "results" / "runs" / target / "checkpoint.pt").unlink()  # as `make cell` does
+    snakemake(repo, smoke_run, "--forcerun", f"results/runs/{target}/train.ipynb", env=tool_env)
     for path, mtime in files.items():
         changed = path.stat().st_mtime_ns != mtime
         assert changed == (target in path.parts), path
     assert all(p.stat().st_mtime_ns != m for p, m in report.items() if p.suffix in (".html", ".pdf"))
-    out = snakemake(repo, run, "-n", env=tool_env)
+    log = (smoke_run / "results" / "logs" / "train_cell" / f"{target}.log").read_text()
+    assert f"[{target}] epoch 1/2" in log  # trained again, not reused
+    out = snakemake(repo, smoke_run, "-n", env=tool_env)
     assert "Nothing to be done" in out.stdout + out.stderr

@@ -1,0 +1,61 @@
+"""Writing files that other jobs read: a temporary name in the same folder, then a rename.
+
+A reader, or a run killed at any moment, sees either the old file, the new one, or none; never a
+partial one under the final name. The temporary name is fixed (`.<name>.partial`), so a run that is
+killed and re-run overwrites its own leftovers instead of piling them up (one run at a time is
+guaranteed by carcolor.runlock).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+
+def partial_name(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.partial")
+
+
+def write_with(path: str | Path, writer: Callable[[Path], None]) -> Path:
+    """Call writer(temporary path), then rename the result to path."""
+    path = Path(path)
+    tmp = partial_name(path)
+    writer(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_with(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: str | Path, data, **kwargs) -> Path:
+    return write_text(path, json.dumps(data, indent=2, **kwargs))
+
+
+def write_csv(frame, path: str | Path) -> Path:
+    return write_with(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def save_torch(obj, path: str | Path) -> Path:
+    import torch
+
+    return write_with(path, lambda tmp: torch.save(obj, tmp))
+
+
+def write_together(writers: dict[str | Path, Callable[[Path], None]]) -> list[Path]:
+    """Write several files that belong together: all to temporary names first, then all renamed.
+
+    The renames take microseconds, so the set is replaced as one; a kill before them leaves the
+    old set (or, under Snakemake, which deletes a job's outputs first, no set) untouched.
+    """
+    staged = []
+    for path, writer in writers.items():
+        tmp = partial_name(path)
+        writer(tmp)
+        staged.append((tmp, Path(path)))
+    for tmp, path in staged:
+        os.replace(tmp, path)
+    return [path for _, path in staged]

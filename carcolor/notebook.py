@@ -1,0 +1,75 @@
+"""One grid cell as an executed notebook: papermill runs experiments/train.ipynb with the cell's parameters.
+
+The executed copy is the cell's literate record. papermill saves it after every notebook cell, so
+it is written under a temporary name and renamed when the run succeeds: `train.ipynb` is never a
+half-run notebook. A failed run keeps its notebook as `train.failed.ipynb` and ends with one line
+naming the error (the full traceback is in that notebook and in the log).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+class CellFailed(RuntimeError):
+    """The training notebook raised; the message is its error in one line."""
+
+
+def parameters(*, arch: str, optimizer: str, seed: int, prepared: str | Path, out_dir: str | Path,
+               settings: dict) -> dict:
+    """The notebook's parameters for one cell; `settings` is the resolved `train` section, threads included."""
+    settings = dict(settings)
+    threads = settings.pop("threads", None)
+    cell = f"{arch}-{optimizer}-s{seed}"
+    return {"cell": cell, "arch": arch, "optimizer": optimizer, "seed": int(seed),
+            "prepared": str(Path(prepared).resolve()), "out_dir": str(Path(out_dir).resolve()),
+            "threads": threads, "settings": settings}
+
+
+def run_cell(template: str | Path, output: str | Path, params: dict, *, log_output: bool = True) -> Path:
+    """Execute the template into `output` (atomically); raise CellFailed with a one-line reason."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    running = output.with_name(f".{output.stem}.partial.ipynb")
+    failed = output.with_name(output.stem + ".failed.ipynb")
+    failed.unlink(missing_ok=True)
+    try:
+        papermill.execute_notebook(str(template), str(running), parameters=params, kernel_name="python3",
+                                   log_output=log_output, progress_bar=False)
+    except PapermillExecutionError as exc:
+        os.replace(running, failed)
+        evalue = " ".join(str(exc.evalue).split())
+        raise CellFailed(f"{exc.ename}: {evalue} (executed notebook: {failed})") from None
+    os.replace(running, output)
+    return output
+
+
+def main_train_cell(args) -> int:
+    """`carcolor train-cell`: the body of the Snakefile's train_cell rule."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # papermill logs the notebook's output
+    params = parameters(arch=args.arch, optimizer=args.optimizer, seed=args.seed, prepared=args.prepared,
+                        out_dir=Path(args.out).parent, settings=json.loads(args.settings))
+    try:
+        run_cell(args.notebook, args.out, params)
+    except CellFailed as exc:
+        print(f"carcolor: cell {params['cell']} failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train-cell", help="train one grid cell: papermill runs the training notebook")
+    p.add_argument("--notebook", required=True, help="the template, experiments/train.ipynb")
+    p.add_argument("--out", required=True, help="the executed notebook, results/runs/<cell>/train.ipynb")
+    p.add_argument("--arch", required=True)
+    p.add_argument("--optimizer", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--prepared", required=True, help="the prepared data folder")
+    p.add_argument("--settings", required=True, help="JSON: the resolved train section, threads included")
+    p.set_defaults(func=main_train_cell)
