@@ -104,7 +104,7 @@ rule train_cell:
         settings=wf.train_settings(CFG),
     threads: wf.train_threads(CFG)
     resources:
-        gpu=1,
+        gpu=wf.gpus_per_cell(CFG),
     message:
         "Training cell {wildcards.arch}-{wildcards.optimizer}-s{wildcards.seed} ({threads} threads): "
         "papermill -> {output.notebook}"

@@ -2,7 +2,10 @@
 
 Every function here takes DataFrames (or the ``dataset.json`` dict) and returns
 plain values, DataFrames or Markdown strings; ``report/index.qmd`` only calls them,
-so no number in the report is typed by hand.
+so no number in the report is typed by hand. Nothing here decides a claim: the
+verdicts are read from ``comparisons.csv`` (made by :mod:`carcolor.claims`), and the
+only statistic computed here is the mean ± 95 % half-width of a column over seeds
+(:func:`carcolor.stats.mean_band`), for tables and the summary.
 """
 
 from __future__ import annotations
@@ -17,19 +20,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import claims, stats
+
 MAKE_COMMAND = "snakemake --cores all"
-TABLE_FILES = ("epochs.csv", "summary.csv", "per_class.csv", "confusion.csv", "dataset.csv")
+TABLE_FILES = ("epochs.csv", "summary.csv", "per_class.csv", "confusion.csv", "dataset.csv", "comparisons.csv")
 DATASET_INFO = "dataset.json"
 
 ARCH_NAMES = {"mobilenet_v2": "MobileNetV2", "mobilenet_v1": "MobileNetV1"}
 OPTIMIZER_NAMES = {"adam": "Adam", "adamax": "Adamax"}
 ARCH_ORDER = ("mobilenet_v2", "mobilenet_v1")
 OPTIMIZER_ORDER = ("adam", "adamax")
-
-# Differences smaller than these count as ties.
-F1_TIE = 0.0005  # best macro-F1 equal to three decimals
-TIME_TIE = 0.01  # time ratios within 1 %
-STD_TIE = 0.0005  # spread of epoch-to-epoch loss changes
+SPLIT_ORDER = ("train", "val", "test")
+CONFIDENCE = 0.95
 
 
 class MissingResultsError(FileNotFoundError):
@@ -45,6 +47,7 @@ class Tables:
     per_class: pd.DataFrame
     confusion: pd.DataFrame
     dataset: pd.DataFrame
+    comparisons: pd.DataFrame
     dataset_info: dict
     results_dir: Path
 
@@ -110,29 +113,28 @@ def optimizer_name(optimizer: str) -> str:
     return OPTIMIZER_NAMES.get(optimizer, optimizer)
 
 
+def level_name(level: str) -> str:
+    """An architecture or optimizer by its report name (``adamax`` -> ``Adamax``)."""
+    return ARCH_NAMES.get(level) or OPTIMIZER_NAMES.get(level) or level
+
+
 def run_label(arch: str, optimizer: str) -> str:
     """``MobileNetV2 + Adam``."""
     return f"{arch_name(arch)} + {optimizer_name(optimizer)}"
 
 
+def _isnan(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
 def fmt_duration(seconds: float) -> str:
     """``h:mm:ss`` (rounded to the second)."""
-    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+    if _isnan(seconds):
         return "–"
     total = int(round(float(seconds)))
     h, rest = divmod(total, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}"
-
-
-def fmt_seconds(seconds: float) -> str:
-    """Short human duration: ``12.3 s``, ``4.1 min``, ``1.25 h``."""
-    seconds = float(seconds)
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
 
 
 def fmt_count(n: float) -> str:
@@ -158,7 +160,14 @@ def fmt_ratio(x: float) -> str:
     return f"{float(x):.2f}×"
 
 
-_NUMERIC = re.compile(r"^\**[\d.,:]+")
+def fmt_band(mean: float, half: float, fmt=fmt_f1) -> str:
+    """``0.812 ± 0.013`` (mean ± 95 % half-width); just the mean when there is no half-width (one seed)."""
+    if _isnan(mean):
+        return "–"
+    return fmt(mean) if _isnan(half) else f"{fmt(mean)} ± {fmt(half)}"
+
+
+_NUMERIC = re.compile(r"^\**[\d.,:+\-−]+")
 
 
 def md_table(df: pd.DataFrame, caption: str | None = None) -> str:
@@ -207,18 +216,37 @@ def cells(summary: pd.DataFrame) -> list[str]:
     return list(ordered_summary(summary)["cell"])
 
 
+def pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (arch, optimizer) pairs of a table in report order."""
+    found = set(zip(frame["arch"], frame["optimizer"]))
+    return sorted(found, key=lambda p: _order_key(*p))
+
+
+BAND_COLUMNS = ("score_f1_macro", "score_accuracy", "score_loss", "best_val_f1_macro", "final_val_f1_macro",
+                "final_val_accuracy", "final_val_loss", "train_seconds", "mean_epoch_seconds",
+                "train_epoch_seconds", "optimizer_step_ms", "images_per_s", "optimizer_s", "params", "macs",
+                "val_loss_change_sd")
+
+
 def combos(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per (arch, optimizer): metrics averaged over seeds, with ``n_seeds``."""
-    numeric = ["best_val_f1_macro", "final_val_f1_macro", "final_val_accuracy", "final_val_loss",
-               "train_seconds", "mean_epoch_seconds", "images_per_s", "optimizer_s", "params", "macs"]
-    numeric = [c for c in numeric if c in summary.columns]
-    g = summary.groupby(["arch", "optimizer"], sort=False)
-    out = g[numeric].mean()
-    out["n_seeds"] = g["seed"].nunique()
-    out["cells"] = g["cell"].apply(list)
-    out = out.reset_index()
-    order = sorted(range(len(out)), key=lambda i: _order_key(out.loc[i, "arch"], out.loc[i, "optimizer"]))
-    return out.iloc[order].reset_index(drop=True)
+    """One row per (arch, optimizer): each number as its mean over seeds (``col``) and the 95 %
+    half-width of that mean (``col_hw``, NaN with one seed), with ``n_seeds``, ``seeds``, ``cells``.
+
+    The half-widths only show how far the seeds scatter; claims are decided by the paired
+    comparisons in comparisons.csv, never by whether two bands overlap.
+    """
+    rows = []
+    for arch, opt in pairs(summary):
+        runs = summary[(summary["arch"] == arch) & (summary["optimizer"] == opt)].sort_values("seed")
+        row = {"arch": arch, "optimizer": opt, "n_seeds": int(runs["seed"].nunique()),
+               "seeds": [int(s) for s in runs["seed"]], "cells": list(runs["cell"])}
+        for col in BAND_COLUMNS:
+            if col in runs.columns:
+                row[col], row[f"{col}_hw"] = stats.mean_band(runs[col], CONFIDENCE)
+        if "best_epoch" in runs.columns:
+            row["best_epochs"] = [int(e) for e in runs["best_epoch"]]
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _combo(summary_combos: pd.DataFrame, arch: str, optimizer: str):
@@ -226,19 +254,30 @@ def _combo(summary_combos: pd.DataFrame, arch: str, optimizer: str):
     return None if m.empty else m.iloc[0]
 
 
-def best_cell(summary: pd.DataFrame) -> str:
-    """The cell with the highest best validation macro-F1 (ties: the faster one)."""
-    s = summary.sort_values(["best_val_f1_macro", "train_seconds"], ascending=[False, True], kind="stable")
-    return str(s.iloc[0]["cell"])
+def best_pair(summary: pd.DataFrame) -> tuple[str, str]:
+    """The (arch, optimizer) with the highest mean score macro-F1 over seeds (ties: the faster one)."""
+    c = combos(summary).sort_values(["score_f1_macro", "train_epoch_seconds"], ascending=[False, True],
+                                    kind="stable")
+    return str(c.iloc[0]["arch"]), str(c.iloc[0]["optimizer"])
+
+
+def n_seeds(summary: pd.DataFrame) -> int:
+    """Seeds per pair (the fewest, when pairs differ): the n of every paired comparison at most."""
+    return int(summary.groupby(["arch", "optimizer"])["seed"].nunique().min())
+
+
+def score_split(summary: pd.DataFrame) -> str:
+    """The split the comparisons score ("test" or "val"), from the summary's ``score_split``."""
+    return _join(sorted(set(map(str, summary["score_split"]))))
 
 
 def devices(summary: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(str(d) for d in summary["device"]))
 
 
-def seeds_note(row) -> str:
-    n = int(row["n_seeds"])
-    return f" (mean of {n} seeds)" if n > 1 else ""
+def _seeds_phrase(n: int) -> str:
+    """``3 seeds`` / ``one seed``."""
+    return "one seed" if n == 1 else f"{n} seeds"
 
 
 # --------------------------------------------------------------------------- top matter
@@ -256,57 +295,93 @@ def synthetic_note(info: dict) -> str:
     )
 
 
-def grid_facts(summary: pd.DataFrame, epochs: pd.DataFrame) -> dict:
-    """Short values for inline use in the prose."""
+def grid_facts(summary: pd.DataFrame) -> dict:
+    """Short values for inline use in the prose (strings; the best score as mean ± half-width)."""
     s = ordered_summary(summary)
-    first = s.iloc[0]
-    best = best_cell(summary)
-    brow = s[s["cell"] == best].iloc[0]
-    n_epochs = sorted({int(e) for e in s["epochs"]})
+    arch, opt = best_pair(summary)
+    best = _combo(combos(summary), arch, opt)
     return {
-        "n_cells": str(len(s)),
-        "cells": _join([cell_code(c) for c in s["cell"]]),
-        "epochs": _join([str(e) for e in n_epochs]),
+        "n_runs": str(len(s)),
+        "n_pairs": str(len(pairs(s))),
+        "n_seeds": str(n_seeds(summary)),
+        "seeds_phrase": _seeds_phrase(n_seeds(summary)),
+        "pairs": _join([run_label(a, o) for a, o in pairs(s)]),
+        "epochs": _join([str(e) for e in sorted({int(e) for e in s["epochs"]})]),
         "seeds": _join([str(x) for x in sorted(s["seed"].unique())]),
-        "image_size": str(int(first["image_size"])),
+        "image_size": str(int(s.iloc[0]["image_size"])),
         "batch_size": _join([str(int(b)) for b in sorted(s["batch_size"].unique())]),
         "lr": _join([f"{float(x):g}" for x in sorted(s["lr"].unique())]),
         "devices": _join(devices(summary)),
-        "best_cell": cell_code(best),
-        "best_label": run_label(brow["arch"], brow["optimizer"]),
-        "best_f1": fmt_f1(brow["best_val_f1_macro"]),
-        "best_epoch": str(int(brow["best_epoch"])),
+        "score_split": score_split(summary),
+        "best_label": run_label(arch, opt),
+        "best_f1": fmt_band(best["score_f1_macro"], best["score_f1_macro_hw"]),
+        "best_f1_note": ("one seed, no interval" if int(best["n_seeds"]) == 1
+                         else f"mean over {int(best['n_seeds'])} seeds ± 95 % half-width"),
         "total_time": fmt_duration(s["train_seconds"].sum()),
     }
+
+
+PROTOCOLS = ("test", "val")
+
+
+def protocol(info: dict) -> str:
+    """The protocol that ran: dataset.json's ``protocol``, else "test" when there is a test split."""
+    name = info.get("protocol") or ("test" if info.get("n_test_per_colour") else "val")
+    if name not in PROTOCOLS:
+        raise ValueError(f"dataset.json has protocol {name!r}; expected one of {', '.join(PROTOCOLS)}")
+    return name
+
+
+def protocol_statement(info: dict) -> str:
+    """One paragraph naming the protocol that produced the scores the comparisons use."""
+    if protocol(info) == "test":
+        n = info.get("n_test_per_colour")
+        images = f"{fmt_int(n)} images per colour" if n is not None else "its images"
+        return (f"**Protocol: an untouched test split.** Each run's epoch is chosen on the *val* split "
+                f"(the epoch with the highest val macro-F1); the *test* split ({images}), which neither "
+                f"training nor that choice saw, is scored at that epoch, and every comparison uses those "
+                f"test scores.\n")
+    n = info.get("n_val_per_colour")
+    images = f"{fmt_int(n)} images per colour" if n is not None else "the held-out images"
+    return (f"**Protocol: the lab's.** The held-out images ({images}) are evaluated as the *val* split "
+            f"after every epoch, the epoch is chosen on them, and the scores compared are read on the same "
+            f"images at that epoch, so they are slightly optimistic. There is no separate test split.\n")
 
 
 # --------------------------------------------------------------------------- data
 
 
+def _splits(dataset: pd.DataFrame) -> list[str]:
+    present = list(dict.fromkeys(dataset["split"]))
+    return [s for s in SPLIT_ORDER if s in present] + [s for s in present if s not in SPLIT_ORDER]
+
+
 def dataset_table(dataset: pd.DataFrame) -> pd.DataFrame:
-    """Images and adverts per colour and split, with a total row."""
+    """Images and adverts per colour and split (train, val, and test when there is one), with a total row."""
     wide = dataset.pivot_table(index="colour", columns="split", values=["images", "adverts"],
                                aggfunc="sum", sort=False)
     out = pd.DataFrame({"Colour": list(wide.index)})
-    for split, label in (("train", "Train"), ("val", "Val")):
+    for split in _splits(dataset):
         for what in ("images", "adverts"):
             col = (what, split)
-            vals = wide[col].tolist() if col in wide.columns else [0] * len(wide)
-            out[f"{label} {what}"] = vals
-    total = {"Colour": "**Total**"}
-    for c in out.columns[1:]:
-        total[c] = out[c].sum()
+            out[f"{split.capitalize()} {what}"] = wide[col].tolist() if col in wide.columns else [0] * len(wide)
+    total = {"Colour": "**Total**", **{c: out[c].sum() for c in out.columns[1:]}}
     out = pd.concat([out, pd.DataFrame([total])], ignore_index=True)
     for c in out.columns[1:]:
         out[c] = out[c].map(fmt_int)
     return out
 
 
+def _per_colour(info: dict) -> str:
+    parts = [("n_train_per_colour", "for training"), ("n_val_per_colour", "for validation (*val*)"),
+             ("n_test_per_colour", "for the test split")]
+    found = [f"{fmt_int(info[k])} {what}" for k, what in parts if info.get(k) is not None]
+    return _join(found) if found else "–"
+
+
 def dataset_facts(info: dict, dataset: pd.DataFrame) -> str:
     """A bullet list: source, resolution, split, adverts, skipped images."""
     colours = info.get("colours") or sorted(dataset["colour"].unique())
-    n_tr = info.get("n_train_per_colour")
-    n_va = info.get("n_val_per_colour")
     source = "generated (synthetic) images" if info.get("synthetic") else f"DVM-Car ({info.get('source', 'dvm')})"
     skipped = info.get("skipped") or {}
     total_skipped = sum(int(v) for v in skipped.values())
@@ -320,8 +395,7 @@ def dataset_facts(info: dict, dataset: pd.DataFrame) -> str:
     lines = [
         f"- **Source:** {source}.",
         f"- **Colours ({len(colours)}):** {', '.join(colours)}.",
-        f"- **Images per colour:** {fmt_int(n_tr) if n_tr is not None else '–'} for training, "
-        f"{fmt_int(n_va) if n_va is not None else '–'} held out (the *val* split).",
+        f"- **Images per colour:** {_per_colour(info)}.",
         f"- **Adverts:** {fmt_int(info.get('adverts', dataset['adverts'].sum()))} distinct adverts.",
         f"- **Advert-level split** (all images of one advert on the same side): {split}.",
         f"- **Resolution:** {int(info.get('image_size', 0))} × {int(info.get('image_size', 0))} pixels.",
@@ -339,43 +413,63 @@ def dataset_facts(info: dict, dataset: pd.DataFrame) -> str:
 
 
 def quality_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per cell: size, cost and validation quality."""
+    """Per pair: size, cost and quality, each score as mean ± 95 % half-width over seeds."""
+    split = score_split(summary)
     rows = []
-    for _, r in ordered_summary(summary).iterrows():
+    for _, r in combos(summary).iterrows():
         rows.append({
-            "Cell": cell_code(r["cell"]),
+            "Model + optimizer": run_label(r["arch"], r["optimizer"]),
             "Params": fmt_count(r["params"]),
             "MACs/image": fmt_count(r["macs"]),
-            "Best val F1 (epoch)": f"{fmt_f1(r['best_val_f1_macro'])} ({int(r['best_epoch'])})",
-            "Final val F1": fmt_f1(r["final_val_f1_macro"]),
-            "Final val acc.": fmt_f1(r["final_val_accuracy"]),
-            "Final val loss": f"{float(r['final_val_loss']):.3f}",
+            f"{split.capitalize()} macro-F1": fmt_band(r["score_f1_macro"], r["score_f1_macro_hw"]),
+            f"{split.capitalize()} acc.": fmt_band(r["score_accuracy"], r["score_accuracy_hw"]),
+            f"{split.capitalize()} loss": fmt_band(r["score_loss"], r["score_loss_hw"]),
+            "Chosen epoch(s)": ", ".join(map(str, r["best_epochs"])),
         })
     return pd.DataFrame(rows)
 
 
 def time_table(summary: pd.DataFrame, device: bool | None = None) -> pd.DataFrame:
-    """Per cell: wall time, per-epoch time, throughput, optimizer time, device.
+    """Per pair: training pass per epoch, optimizer step, throughput and time per run, mean ± half-width.
 
     ``device=None`` shows the device column only when the runs used more than one
     device (:func:`device_caption` names a single device instead).
     """
     if device is None:
         device = len(devices(summary)) > 1
-    s = ordered_summary(summary)
-    fastest = s["train_seconds"].min()
     rows = []
-    for _, r in s.iterrows():
+    for _, r in combos(summary).iterrows():
+        row = {
+            "Model + optimizer": run_label(r["arch"], r["optimizer"]),
+            "Training pass per epoch (s)": fmt_band(r["train_epoch_seconds"], r["train_epoch_seconds_hw"],
+                                                    lambda x: f"{x:.2f}"),
+            "Optimizer step (ms)": fmt_band(r["optimizer_step_ms"], r["optimizer_step_ms_hw"], lambda x: f"{x:.1f}"),
+            "Images/s (train)": fmt_band(r["images_per_s"], r["images_per_s_hw"], lambda x: f"{x:.1f}"),
+            "Time per run": fmt_band(r["train_seconds"], r["train_seconds_hw"], fmt_duration),
+        }
+        if device:
+            runs = summary[(summary["arch"] == r["arch"]) & (summary["optimizer"] == r["optimizer"])]
+            row["Device"] = _join(devices(runs))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def run_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Every run on its own row (cell name, chosen epoch, scores, times): the numbers the means and
+    the paired comparisons are made of, so a reader can check any of them against the seeds."""
+    split = score_split(summary).capitalize()
+    rows = []
+    for _, r in ordered_summary(summary).iterrows():
         rows.append({
             "Cell": cell_code(r["cell"]),
-            "Total time": fmt_duration(r["train_seconds"]),
-            "vs fastest": fmt_ratio(r["train_seconds"] / fastest),
-            "Per epoch": fmt_seconds(r["mean_epoch_seconds"]),
-            "Images/s (train)": f"{float(r['images_per_s']):.1f}",
-            "Optimizer step": fmt_seconds(r["optimizer_s"]),
+            "Chosen epoch": str(int(r["best_epoch"])),
+            "Best val F1": fmt_f1(r["best_val_f1_macro"]),
+            f"{split} F1": fmt_f1(r["score_f1_macro"]),
+            f"{split} acc.": fmt_f1(r["score_accuracy"]),
+            "Pass/epoch (s)": f"{float(r['train_epoch_seconds']):.2f}",
+            "Opt. step (ms)": f"{float(r['optimizer_step_ms']):.1f}",
+            "Total": fmt_duration(r["train_seconds"]),
         })
-        if device:
-            rows[-1]["Device"] = str(r["device"])
     return pd.DataFrame(rows)
 
 
@@ -385,175 +479,283 @@ def device_caption(summary: pd.DataFrame) -> str:
     return f"All runs on {devs[0]}." if len(devs) == 1 else ""
 
 
+def band_caption(summary: pd.DataFrame) -> str:
+    """What the ± in the tables means, for their captions."""
+    n = n_seeds(summary)
+    if n == 1:
+        return "One seed per pair: single values, no interval."
+    return (f"Mean over {n} seeds ± the half-width of its 95 % t interval "
+            f"(t = {stats.t_quantile(n, CONFIDENCE):.2f}); it shows the scatter, the paired comparisons decide.")
+
+
 def timing_breakdown(epochs: pd.DataFrame) -> pd.DataFrame:
     """Seconds per cell spent in input batches, forward+backward, optimizer step,
-    the rest of the training pass, and evaluation (summed over epochs)."""
+    the rest of the training pass, and evaluation (every other split; summed over epochs)."""
     tr = epochs[epochs["split"] == "train"]
-    va = epochs[epochs["split"] == "val"]
-    g = tr.groupby(["cell", "arch", "optimizer"], sort=False)
+    ev = epochs[epochs["split"] != "train"]
+    g = tr.groupby(["cell", "arch", "optimizer", "seed"], sort=False)
     out = g[["seconds", "data_s", "forward_backward_s", "optimizer_s"]].sum(min_count=1).reset_index()
     parts = out[["data_s", "forward_backward_s", "optimizer_s"]].fillna(0).sum(axis=1)
     out["other_s"] = (out["seconds"] - parts).clip(lower=0)
-    ev = va.groupby("cell")["seconds"].sum()
-    out["eval_s"] = out["cell"].map(ev).fillna(0.0)
+    out["eval_s"] = out["cell"].map(ev.groupby("cell")["seconds"].sum()).fillna(0.0)
     out["epochs"] = out["cell"].map(tr.groupby("cell")["epoch"].nunique())
     return out
 
 
-# --------------------------------------------------------------------------- stability
+# --------------------------------------------------------------------------- verdicts (from comparisons.csv)
+
+METRIC_NAMES = {
+    "score_f1_macro": "{split} macro-F1",
+    "final_val_f1_macro": "final val macro-F1 across seeds",
+    "val_loss_change_sd": "sd of late val-loss changes",
+    "train_epoch_seconds": "training pass per epoch",
+    "optimizer_step_ms": "optimizer step",
+}
+METRIC_UNITS = {"train_epoch_seconds": " s", "optimizer_step_ms": " ms"}
+THRESHOLD = {"difference": "0", "ratio": "1"}
+ONE_SEED = "inconclusive: one seed"
 
 
-def stability(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Per cell: how often the validation loss rose, and how much it wobbled late.
-
-    ``rises``: epochs (after the first) whose validation loss is higher than the
-    previous epoch's; ``transitions``: epochs - 1; ``late_std``: standard deviation
-    of the epoch-to-epoch changes of the validation loss over the second half of
-    training (NaN with fewer than two changes there).
-    """
-    rows = []
-    va = epochs[epochs["split"] == "val"].sort_values("epoch")
-    for (cell, arch, opt), g in va.groupby(["cell", "arch", "optimizer"], sort=False):
-        loss = g["loss"].to_numpy(dtype=float)
-        diffs = loss[1:] - loss[:-1]
-        late = diffs[len(diffs) // 2:]
-        rows.append({
-            "cell": cell, "arch": arch, "optimizer": opt,
-            "rises": int((diffs > 0).sum()),
-            "transitions": int(len(diffs)),
-            "late_std": float(pd.Series(late).std(ddof=1)) if len(late) >= 2 else float("nan"),
-        })
-    return pd.DataFrame(rows, columns=["cell", "arch", "optimizer", "rises", "transitions", "late_std"])
+def metric_name(metric: str, split: str = "test") -> str:
+    """The report's name for a comparisons.csv metric (``score_f1_macro`` -> ``test macro-F1``)."""
+    return METRIC_NAMES.get(metric, metric.replace("_", " ")).format(split=split)
 
 
-STABILITY_DEFINITION = (
-    "We call a run *more stable* when its validation loss rose from one epoch to the next "
-    "fewer times; with equal counts, when the epoch-to-epoch changes of the validation loss "
-    "over the second half of training vary less (smaller standard deviation)."
+def held_fixed_name(held_fixed: str) -> str:
+    """``arch=mobilenet_v2`` -> ``With MobileNetV2`` (it starts the verdict sentences)."""
+    _, _, level = str(held_fixed).partition("=")
+    return f"With {level_name(level)}"
+
+
+def _is_variance(row) -> bool:
+    return "variance" in str(row["method"]).lower()
+
+
+def contrast(row) -> str:
+    """What was compared: ``Adamax − Adam``, ``Adamax / Adam`` or ``var(Adamax) / var(Adam)``."""
+    a, b = level_name(row["side_a"]), level_name(row["side_b"])
+    if _is_variance(row):
+        return f"var({a}) / var({b})"
+    return f"{a} − {b}" if row["kind"] == "difference" else f"{a} / {b}"
+
+
+def _decimals(values, threshold: float, start: int) -> int:
+    """Decimals enough that no value other than the threshold prints as the threshold (at most 6)."""
+    for d in range(start, 7):
+        if all(round(v, d) != threshold or v == threshold for v in values if not _isnan(v)):
+            return d
+    return 6
+
+
+def _fmt_number(x: float, row, decimals: int) -> str:
+    if _isnan(x):
+        return "–"
+    if math.isinf(x):
+        return "∞"
+    if _is_variance(row):
+        return f"{x:.3g}"
+    if row["kind"] == "ratio":
+        return f"{x:.{decimals}f}×"
+    return f"{x:+.{decimals}f}".replace("-", "−")
+
+
+def _number_format(row):
+    """A formatter for the estimate and bounds of one row, precise enough to show which side of 0 or 1 they are on."""
+    threshold = 0.0 if row["kind"] == "difference" else 1.0
+    decimals = _decimals([row["estimate"], row["low"], row["high"]], threshold,
+                         2 if row["kind"] == "ratio" else 3)
+    return lambda x: _fmt_number(x, row, decimals)
+
+
+def verdict_label(row) -> str:
+    """The verdict as the report prints it: the table's verdict, or ``inconclusive: one seed``."""
+    return ONE_SEED if int(row["n_seeds"]) == 1 else str(row["verdict"])
+
+
+def estimate_text(row) -> str:
+    """``+0.012 [+0.004, +0.020]``; the estimate alone when there is no interval."""
+    fmt = _number_format(row)
+    if _isnan(row["low"]) or _isnan(row["high"]):
+        return f"{fmt(row['estimate'])} (no interval)" if not _isnan(row["estimate"]) else "–"
+    return f"{fmt(row['estimate'])} [{fmt(row['low'])}, {fmt(row['high'])}]"
+
+
+def _side_words(expect: str) -> tuple[str, str]:
+    """(the claim's side, the other side) of the threshold, in words: ("below 1", "above 1")."""
+    t = expect[1:]
+    below, above = f"below {t}", f"above {t}"
+    return (below, above) if expect[0] == "<" else (above, below)
+
+
+def _rule_clause(row) -> str:
+    """Why the interval gives this verdict, by the report's rule."""
+    ours, other = _side_words(row["expect"])
+    verdict = str(row["verdict"])
+    if verdict == "supported":
+        return f"the whole interval lies {ours}, the claim's side"
+    if verdict == "contradicted":
+        return f"the whole interval lies {other}, against the claim"
+    return f"the interval includes {row['expect'][1:]}, so these seeds do not decide"
+
+
+def _means_clause(row) -> str:
+    """``Adamax 0.770, Adam 0.758 (means)`` for differences and ratios; "" for a variance ratio."""
+    if _is_variance(row) or _isnan(row["mean_a"]):
+        return ""
+    unit = METRIC_UNITS.get(row["metric"], "")
+    digits = 2 if unit == " s" else (1 if unit == " ms" else 3)
+    a, b = level_name(row["side_a"]), level_name(row["side_b"])
+    return f" Means: {a} {row['mean_a']:.{digits}f}{unit}, {b} {row['mean_b']:.{digits}f}{unit}."
+
+
+def _one_seed_body(row) -> str:
+    """Why one seed gives no verdict: the reader sees the single value and what is missing to decide."""
+    if _is_variance(row):
+        return ("A spread across seeds needs at least two seeds on each side; with one seed there is "
+                "none to compare, so no verdict is possible.")
+    what = "ratio" if row["kind"] == "ratio" else "difference"
+    return (f"With one seed {contrast(row)} was {_number_format(row)(row['estimate'])}, but one seed cannot "
+            f"show how much that {what} varies from seed to seed, so there is no interval and no verdict.")
+
+
+def _verdict_head(row, split: str) -> str:
+    """What a comparisons row compares: ``With MobileNetV2, test macro-F1, Adamax − Adam``."""
+    return f"{held_fixed_name(row['held_fixed'])}, {metric_name(row['metric'], split)}, {contrast(row)}"
+
+
+def verdict_key(row, split: str = "test") -> str:
+    """The start of a verdict sentence, unique per comparisons row: ``With MobileNetV2, test macro-F1, Adamax − Adam: supported``."""
+    return f"{_verdict_head(row, split)}: {verdict_label(row)}"
+
+
+def verdict_sentence(row, split: str = "test") -> str:
+    """One comparisons.csv row as Markdown: the verdict, the estimate and its interval, n seeds, the
+    method, and which side of 0 (or 1) the interval lies on; with one seed, why there is no verdict."""
+    lead = f"*{_verdict_head(row, split)}*: **{verdict_label(row)}**."
+    n = int(row["n_seeds"])
+    if n == 1:
+        return f"{lead} {_one_seed_body(row)}"
+    if n == 0 or _isnan(row["low"]):
+        return f"{lead} No interval ({row['method']})."
+    kind = "ratio of variances" if _is_variance(row) else ("ratio" if row["kind"] == "ratio" else "mean difference")
+    fmt = _number_format(row)
+    return (f"{lead} {kind.capitalize()} {fmt(row['estimate'])}, 95 % interval [{fmt(row['low'])}, "
+            f"{fmt(row['high'])}] over {n} seeds ({row['method']}): {_rule_clause(row)}."
+            f"{_means_clause(row)}")
+
+
+def _rows_by_claim(comparisons: pd.DataFrame):
+    """(claim text, its rows) in the order of comparisons.csv."""
+    for claim in dict.fromkeys(comparisons["claim"]):
+        yield claim, comparisons[comparisons["claim"] == claim]
+
+
+def unanswered_claims(comparisons: pd.DataFrame) -> list[str]:
+    """The lab's claims (claims.CLAIMS) that this grid has no comparison for, e.g. no MobileNetV1 run."""
+    answered = set(comparisons["claim_id"])
+    return list(dict.fromkeys(c.claim for c in claims.CLAIMS if c.claim_id not in answered))
+
+
+def verdicts(comparisons: pd.DataFrame, split: str = "test") -> str:
+    """Every lab claim with one verdict sentence per comparisons.csv row (Markdown)."""
+    parts = []
+    for claim, rows in _rows_by_claim(comparisons):
+        bullets = "\n".join(f"- {verdict_sentence(r, split)}" for _, r in rows.iterrows())
+        parts.append(f"**{claim}.**\n\n{bullets}")
+    missing = unanswered_claims(comparisons)
+    if missing:
+        parts.append(f"Not answered by this grid, which lacks one side of each: {_join(missing)}.")
+    return "\n\n".join(parts) + "\n"
+
+
+VERDICT_TABLE_NOTE = (
+    "Differences and ratios are taken in the order the claim names its sides (Adamax − Adam, "
+    "MobileNetV1 / MobileNetV2); across seeds, the ratio of the two variances."
 )
 
 
-def _stab_combo(stab: pd.DataFrame, arch: str, opt: str):
-    m = stab[(stab["arch"] == arch) & (stab["optimizer"] == opt)]
-    if m.empty:
-        return None
-    return {"rises": float(m["rises"].mean()), "transitions": int(m["transitions"].max()),
-            "late_std": float(m["late_std"].mean())}
+def verdict_table(comparisons: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """One row per comparison: claim, metric, held fixed, n seeds, estimate [low, high], verdict.
+
+    A claim's text is printed on its first row only, so the rows read as one group per claim.
+    """
+    rows = []
+    previous = None
+    for _, r in comparisons.iterrows():
+        rows.append({
+            "Claim": r["claim"] if r["claim"] != previous else "",
+            "Metric": metric_name(r["metric"], split),
+            "Held fixed": level_name(str(r["held_fixed"]).partition("=")[2]),
+            "Seeds": str(int(r["n_seeds"])),
+            "Estimate [95 % CI]": estimate_text(r),
+            "Verdict": verdict_label(r),
+        })
+        previous = r["claim"]
+    return pd.DataFrame(rows, columns=["Claim", "Metric", "Held fixed", "Seeds", "Estimate [95 % CI]", "Verdict"])
 
 
-def _fmt_rises(x: float) -> str:
-    return f"{int(x)}" if float(x).is_integer() else f"{x:.1f}"
+def verdict_summary(comparisons: pd.DataFrame) -> str:
+    """``Of the 14 comparisons, 9 are supported, 1 contradicted and 4 inconclusive.``"""
+    counts = claims.verdict_counts(comparisons)
+    total = sum(counts.values())
+    if total == 0:
+        return "This grid has no two pairs of runs that a lab claim compares, so no claim is decided."
+    if int(comparisons["n_seeds"].max()) <= 1:
+        return f"All {total} comparisons are inconclusive: with one seed there is no interval to decide by."
+    return (f"Of the {total} comparisons, {counts['supported']} are supported, {counts['contradicted']} "
+            f"contradicted and {counts['inconclusive']} inconclusive.")
 
 
-# --------------------------------------------------------------------------- findings
+# --------------------------------------------------------------------------- method text
 
 
-def _not_available(what: str, missing: list[str]) -> str:
-    return f"Not available: this grid has no {_join(missing)} run, so {what} cannot be compared."
+def evidence_rule(summary: pd.DataFrame) -> str:
+    """How a claim is decided, with this grid's number of seeds and the t factor it implies (Markdown)."""
+    n = n_seeds(summary)
+    rule = ("A claim is **supported** when the whole 95 % interval lies on the claim's side of 0 (or of "
+            "ratio 1), **contradicted** when it lies entirely on the other side, and **inconclusive** "
+            "otherwise.")
+    pairing = ("Every claim is decided from paired comparisons over seeds: a seed fixes the data split, so "
+               "two runs with the same seed differ only in what the claim is about (and in initialisation, "
+               "batch order and augmentation, which the seeds vary). Differences of scores get a Student t "
+               "interval on the paired differences; ratios of times a t interval on the log ratios, "
+               "reported as a geometric-mean ratio; the spread across seeds an F interval on the ratio of "
+               "variances. From 20 seeds on a bootstrap replaces the t interval.")
+    if n == 1:
+        return (f"{pairing} {rule} This grid has **one seed** per pair: there is no interval, and every "
+                f"verdict is *{ONE_SEED}*; run more seeds (`grid.seeds` in the config) to decide.\n")
+    t = stats.t_quantile(n, CONFIDENCE)
+    return (f"{pairing} {rule} This grid has **{n} seeds** per pair, so the t factor is "
+            f"$t_{{0.975,\\,{n - 1}}}$ = {t:.2f}: an interval reaches {t / math.sqrt(n):.2f} standard deviations of the "
+            f"paired differences on either side of their mean, and only large, consistent effects are "
+            f"decided.\n")
 
 
-def _missing_labels(c: pd.DataFrame, pairs: list[tuple[str, str]]) -> list[str]:
-    return [run_label(a, o) for a, o in pairs if _combo(c, a, o) is None]
-
-
-def _optimizer_pair(summary: pd.DataFrame, arch: str, what: str):
-    """(Adam row, Adamax row, None) for `arch`, or (None, None, a not-available sentence about `what`)."""
-    c = combos(summary)
-    missing = _missing_labels(c, [(arch, "adam"), (arch, "adamax")])
-    if missing:
-        return None, None, _not_available(f"{what} of Adam and Adamax with {arch_name(arch)}", missing)
-    return _combo(c, arch, "adam"), _combo(c, arch, "adamax"), None
-
-
-def stability_sentence(summary: pd.DataFrame, epochs: pd.DataFrame, arch: str) -> str:
-    _, _, unavailable = _optimizer_pair(summary, arch, "the stability")
-    if unavailable:
-        return unavailable
-    stab = stability(epochs)
-    a, x = _stab_combo(stab, arch, "adam"), _stab_combo(stab, arch, "adamax")
-    if a is None or x is None:
-        return _not_available(f"the stability of Adam and Adamax with {arch_name(arch)}",
-                              ["per-epoch validation"])
-    n = x["transitions"]
-    detail = (f"validation loss rose in {_fmt_rises(x['rises'])} of {n} epoch-to-epoch steps with Adamax "
-              f"and {_fmt_rises(a['rises'])} of {a['transitions']} with Adam")
-    stds = ""
-    if not (math.isnan(x["late_std"]) or math.isnan(a["late_std"])):
-        stds = (f"; the changes over the second half had a standard deviation of "
-                f"{x['late_std']:.3f} (Adamax) and {a['late_std']:.3f} (Adam)")
-    if x["rises"] != a["rises"]:
-        verdict = "more" if x["rises"] < a["rises"] else "less"
-    elif stds and abs(x["late_std"] - a["late_std"]) >= STD_TIE:
-        verdict = "more" if x["late_std"] < a["late_std"] else "less"
+def stability_text(summary: pd.DataFrame) -> str:
+    """The two meanings of "more stable" and what each can and cannot show with this many seeds."""
+    n = n_seeds(summary)
+    within = ("*Within a run*: how much the val loss jumps from epoch to epoch late in training, measured as "
+              "the standard deviation of its epoch-to-epoch changes over the second half of the epochs, one "
+              "number per run, compared paired (Adamax − Adam).")
+    across = ("*Across seeds*: how much the final val macro-F1 varies from one seed to the next, compared as "
+              "the ratio of the two variances, var(Adamax) / var(Adam), with an F interval.")
+    if n == 1:
+        limits = ("With one seed neither can be decided: the within-run spread is measured for each run but "
+                  "one paired difference has no interval, and a spread across seeds needs at least two seeds.")
     else:
-        verdict = "equal"
-    head = (f"With {arch_name(arch)}, Adamax and Adam were equally stable by this measure"
-            if verdict == "equal" else f"With {arch_name(arch)}, Adamax was {verdict} stable than Adam")
-    return f"{head}: {detail}{stds}."
+        t, f = stats.t_quantile(n, CONFIDENCE), stats.variance_ratio_factor(n, n, CONFIDENCE)
+        f10 = stats.variance_ratio_factor(10, 10, CONFIDENCE)
+        limits = (f"With {n} seeds the first is decided only when Adamax's late wobble differs from Adam's "
+                  f"by far more than that difference varies between seeds (t = {t:.2f}); it says nothing "
+                  f"about why. The second is almost out of reach: the F interval of a variance ratio spans a "
+                  f"factor of {f:.0f} each way around its estimate, so only a ratio below 1/{f:.0f} or above "
+                  f"{f:.0f} could be decided (with 10 seeds per side the factor would still be {f10:.1f}).")
+    return f"**Two meanings of \"more stable\".** {within} {across} {limits}\n"
 
 
-def accuracy_sentence(summary: pd.DataFrame, arch: str) -> str:
-    a, x, unavailable = _optimizer_pair(summary, arch, "the best macro-F1")
-    if unavailable:
-        return unavailable
-    fa, fx = float(a["best_val_f1_macro"]), float(x["best_val_f1_macro"])
-    d = fx - fa
-    vals = f"{fmt_f1(fx)}{seeds_note(x)} vs {fmt_f1(fa)}{seeds_note(a)}"
-    if abs(d) < F1_TIE:
-        return (f"With {arch_name(arch)}, Adamax and Adam reached the same best validation "
-                f"macro-F1 ({vals}).")
-    word = "higher" if d > 0 else "lower"
-    return (f"With {arch_name(arch)}, Adamax reached a {word} best validation macro-F1 than Adam: "
-            f"{vals}, a difference of {d:+.3f}.")
+# --------------------------------------------------------------------------- time and the lab
 
-
-def _speed_phrase(ratio: float, other: str) -> str:
-    """``slower than X`` / ``faster than X`` / ``as fast as X (within 1 %)``."""
-    if abs(ratio - 1) < TIME_TIE:
-        return f"as fast as {other} (within 1 %)"
-    return f"{'slower' if ratio > 1 else 'faster'} than {other}"
-
-
-def speed_sentence(summary: pd.DataFrame, arch: str) -> str:
-    a, x, unavailable = _optimizer_pair(summary, arch, "the training time")
-    if unavailable:
-        return unavailable
-    r = float(x["train_seconds"]) / float(a["train_seconds"])
-    text = (f"With {arch_name(arch)}, Adamax was {_speed_phrase(r, 'Adam')} in total: "
-            f"{fmt_duration(x['train_seconds'])} vs {fmt_duration(a['train_seconds'])} "
-            f"({fmt_ratio(r)} Adam's time)")
-    oa, ox = float(a.get("optimizer_s", float("nan"))), float(x.get("optimizer_s", float("nan")))
-    if oa > 0 and not math.isnan(ox):
-        ro = ox / oa
-        if abs(ro - 1) < TIME_TIE:
-            step = "took as long as Adam's (within 1 %)"
-        else:
-            step = f"took {fmt_ratio(ro)} as long as Adam's"
-        share = ox / float(x["train_seconds"]) * 100
-        text += (f". Its optimizer steps {step} ({fmt_seconds(ox)} vs {fmt_seconds(oa)}), "
-                 f"{share:.1f} % of Adamax's total time")
-    return text + "."
-
-
-def architecture_sentence(summary: pd.DataFrame) -> str:
-    c = combos(summary)
-    missing = _missing_labels(c, [("mobilenet_v1", "adam"), ("mobilenet_v2", "adam")])
-    if missing:
-        return _not_available("MobileNetV1 and MobileNetV2 (both with Adam)", missing)
-    v1, v2 = _combo(c, "mobilenet_v1", "adam"), _combo(c, "mobilenet_v2", "adam")
-    d = float(v1["best_val_f1_macro"]) - float(v2["best_val_f1_macro"])
-    if abs(d) < F1_TIE:
-        acc = "as accurate as"
-    else:
-        acc = "less accurate than" if d < 0 else "more accurate than"
-    r = float(v1["train_seconds"]) / float(v2["train_seconds"])
-    speed = _speed_phrase(r, "it")
-    tradeoff = (d < 0 and speed.startswith("faster")) or (d > 0 and speed.startswith("slower"))
-    joiner = "but" if tradeoff and acc != "as accurate as" else "and"
-    return (f"MobileNetV1 + Adam was {acc} MobileNetV2 + Adam (best validation macro-F1 "
-            f"{fmt_f1(v1['best_val_f1_macro'])} vs {fmt_f1(v2['best_val_f1_macro'])}, {d:+.3f}) "
-            f"{joiner} {speed} ({fmt_duration(v1['train_seconds'])} vs "
-            f"{fmt_duration(v2['train_seconds'])}, {fmt_ratio(r)}).")
+TIME_METRICS = ("train_epoch_seconds", "optimizer_step_ms")
 
 
 def _lab_row(lab: pd.DataFrame, arch: str, opt: str):
@@ -561,44 +763,51 @@ def _lab_row(lab: pd.DataFrame, arch: str, opt: str):
     return None if m.empty else m.iloc[0]
 
 
-def lab_time_sentence(lab: pd.DataFrame, a: tuple[str, str], b: tuple[str, str]) -> str:
-    """``X took h:mm:ss against h:mm:ss for Y (r×).`` from the lab's table."""
+def _run_keys(row, side: str) -> tuple[str, str]:
+    """(arch, optimizer) of one side of a comparisons row: its level plus the level held fixed."""
+    factor, _, level = str(row["held_fixed"]).partition("=")
+    return (level, row[side]) if factor == "arch" else (row[side], level)
+
+
+def lab_ratio_text(lab: pd.DataFrame, row) -> str:
+    """The lab's total training times for the two sides of a row, as a ratio: ``1:54:34 / 1:38:34 = 1.16×``."""
+    a, b = _run_keys(row, "side_a"), _run_keys(row, "side_b")
     ra, rb = _lab_row(lab, *a), _lab_row(lab, *b)
     if ra is None or rb is None:
-        missing = [run_label(*k) for k, r in ((a, ra), (b, rb)) if r is None]
-        return f"The lab did not run {_join(missing)}."
-    r = float(ra["train_seconds"]) / float(rb["train_seconds"])
-    return (f"{run_label(*a)} took {ra['train_time']} against {rb['train_time']} "
-            f"for {run_label(*b)} ({fmt_ratio(r)}).")
+        return f"the lab did not run {_join([run_label(*k) for k, r in ((a, ra), (b, rb)) if r is None])}"
+    ratio = float(ra["train_seconds"]) / float(rb["train_seconds"])
+    return f"{ra['train_time']} / {rb['train_time']} = {fmt_ratio(ratio)}"
 
 
-def _bullets(items: list[tuple[str, str]]) -> str:
-    return "\n".join(f"- *{who}:* {text}" for who, text in items)
+TIME_CAVEAT = (
+    "Times are compared paired, like the scores: per seed, the ratio of the two runs' mean training pass "
+    "per epoch and of their mean optimizer step, summarised as a geometric mean with a 95 % interval from "
+    "the t interval of the log ratios. The runs shared a machine with other work, which slows some epochs "
+    "and not others; the interval shows how much the paired ratio varied from seed to seed under that "
+    "noise, so a supported ratio means the difference showed up in every seed on this machine, not that it "
+    "has this size elsewhere. The lab timed whole trainings on its own hardware and data size, so only its "
+    "ratios can be set beside ours."
+)
 
 
-def findings(summary: pd.DataFrame, epochs: pd.DataFrame, lab: pd.DataFrame | None = None) -> str:
-    """The lab's questions, answered from this run's tables (Markdown).
-
-    Each question gets the lab's fact where ``lab`` has one and one sentence per
-    architecture from this run; comparisons whose runs are missing say so.
-    """
-    lab = lab if lab is not None else pd.DataFrame(columns=["arch", "optimizer", "train_time", "train_seconds"])
-    archs = [a for a in ARCH_ORDER if a in set(summary["arch"])]
-    archs += sorted(set(summary["arch"]) - set(archs))
-    run = "This run"
-    parts = [
-        "**Was Adamax more stable than Adam?** " + STABILITY_DEFINITION + "\n\n"
-        + _bullets([(run, stability_sentence(summary, epochs, a)) for a in archs]),
-        "**Did Adamax reach a better best validation macro-F1 than Adam?**\n\n"
-        + _bullets([(run, accuracy_sentence(summary, a)) for a in archs]),
-        "**Was Adamax slower than Adam?**\n\n"
-        + _bullets([("Lab", lab_time_sentence(lab, ("mobilenet_v2", "adamax"), ("mobilenet_v2", "adam")))]
-                   + [(run, speed_sentence(summary, a)) for a in archs]),
-        "**Was MobileNetV1 + Adam less accurate but faster than MobileNetV2 + Adam?**\n\n"
-        + _bullets([("Lab", lab_time_sentence(lab, ("mobilenet_v1", "adam"), ("mobilenet_v2", "adam"))),
-                    (run, architecture_sentence(summary))]),
-    ]
-    return "\n\n".join(parts) + "\n"
+def timing_text(comparisons: pd.DataFrame, lab: pd.DataFrame) -> str:
+    """The caveat on timing, then per time comparison: this run's paired ratios next to the lab's ratio."""
+    rows = comparisons[comparisons["metric"].isin(TIME_METRICS)]
+    bullets = []
+    for (claim_id, held), group in rows.groupby(["claim_id", "held_fixed"], sort=False):
+        first = group.iloc[0]
+        n = int(group["n_seeds"].max())
+        if n == 1:
+            ours = "; ".join(f"{metric_name(r['metric'])} {_number_format(r)(r['estimate'])}"
+                             for _, r in group.iterrows()) + f" (one seed: no interval, so {ONE_SEED})"
+        else:
+            ours = "; ".join(f"{metric_name(r['metric'])} {estimate_text(r)}, {verdict_label(r)}"
+                             for _, r in group.iterrows()) + f" (over {_seeds_phrase(n)})"
+        bullets.append(f"- *{held_fixed_name(held)}, {contrast(first)}:* {ours}. "
+                       f"Lab, total training time: {lab_ratio_text(lab, first)}.")
+    if not bullets:
+        return TIME_CAVEAT + "\n\nThis grid has no pair of runs whose times a lab claim compares.\n"
+    return TIME_CAVEAT + "\n\n" + "\n".join(bullets) + "\n"
 
 
 def lab_facts(lab: pd.DataFrame) -> dict:
@@ -615,28 +824,6 @@ def lab_facts(lab: pd.DataFrame) -> dict:
     }
 
 
-def lab_comparison_table(summary: pd.DataFrame, lab: pd.DataFrame) -> pd.DataFrame:
-    """Lab time vs this run's time, each also relative to its own MobileNetV2 + Adam."""
-    c = combos(summary)
-    keys = {(r["arch"], r["optimizer"]) for _, r in lab.iterrows()} | {(r["arch"], r["optimizer"]) for _, r in c.iterrows()}
-    keys = sorted(keys, key=lambda k: _order_key(*k))
-    lab_ref = _lab_row(lab, "mobilenet_v2", "adam")
-    run_ref = _combo(c, "mobilenet_v2", "adam")
-    rows = []
-    for arch, opt in keys:
-        lr, cr = _lab_row(lab, arch, opt), _combo(c, arch, opt)
-        row = {"Model + optimizer": run_label(arch, opt)}
-        row["Cell(s)"] = ", ".join(cell_code(x) for x in cr["cells"]) if cr is not None else "not in this run"
-        row["Lab time"] = str(lr["train_time"]) if lr is not None else "not run"
-        row["Lab, rel."] = (fmt_ratio(float(lr["train_seconds"]) / float(lab_ref["train_seconds"]))
-                            if lr is not None and lab_ref is not None else "–")
-        row["This run"] = fmt_duration(cr["train_seconds"]) if cr is not None else "–"
-        row["This run, rel."] = (fmt_ratio(float(cr["train_seconds"]) / float(run_ref["train_seconds"]))
-                                 if cr is not None and run_ref is not None else "–")
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 # --------------------------------------------------------------------------- colophon
 
 
@@ -647,6 +834,6 @@ def how_made(renderer: str, summary: pd.DataFrame, today: date | None = None) ->
     return (
         f"Rendered with **{renderer}** on {today.isoformat()}. The experiments ran on {devs}. "
         f"Every number, table and figure in this report is computed when the report is "
-        f"rendered from the tables in `results/tables/` (made by `{MAKE_COMMAND}`); the lab's "
-        f"times come from `report/lab.csv`.\n"
+        f"rendered from the tables in `results/tables/` (made by `{MAKE_COMMAND}`); the verdicts are "
+        f"read from `results/tables/comparisons.csv`, and the lab's times come from `report/lab.csv`.\n"
     )

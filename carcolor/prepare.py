@@ -1,8 +1,9 @@
 """Preparation: choose colours, sample per colour, split by advert, decode once into a uint8 cache.
 
-Outputs in `out_dir`: {train,val}_images.npy (N x S x S x 3 uint8), {train,val}_labels.npy,
+Outputs in `out_dir`: {train,val,test}_images.npy (N x S x S x 3 uint8), {train,val,test}_labels.npy,
 manifest.csv (exactly which file went where), skipped.csv (unreadable files and why) and
-dataset.json (counts, skips, provenance).
+dataset.json (counts, skips, protocol, provenance). The test files are always written, with 0 rows
+when n_test_per_colour is 0, so the workflow's outputs are the same for every config.
 
 Decoding runs in parallel worker processes that write each decoded image straight into its row of
 a .npy file in a work folder with pwrite (the cache is never held in RAM, nor mapped), and resumes
@@ -32,12 +33,13 @@ import pandas as pd
 from .config import NON_COLOURS
 from .dvm import ImageReader, filter_viewpoints, list_images, members, name_key, read_image_table
 
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "test")
+PRECEDENCE = ("val", "test", "train")  # which split keeps an advert listed under two colours
 CHUNK = 32  # images per worker task
 CHECKPOINT_S = 5.0  # seconds between state saves while decoding
 PROGRESS_S = 5.0  # seconds between progress lines in logs
-OUTPUTS = ("train_images.npy", "val_images.npy", "train_labels.npy", "val_labels.npy",
-           "manifest.csv", "skipped.csv", "dataset.json")
+OUTPUTS = ("train_images.npy", "val_images.npy", "test_images.npy", "train_labels.npy", "val_labels.npy",
+           "test_labels.npy", "manifest.csv", "skipped.csv", "dataset.json")
 
 
 class DataError(ValueError):
@@ -75,61 +77,113 @@ def _rng(seed: int, colour: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(colour.encode())])
 
 
+def _fewest(cumulative: np.ndarray, n: int) -> int:
+    """The fewest leading adverts whose images add up to n or more (0 for n == 0)."""
+    return int(np.searchsorted(cumulative, n) + 1) if n else 0
+
+
+def _held_out(sizes: np.ndarray, n_train: int, n_val: int, n_test: int, colour: str) -> tuple[int, int]:
+    """How many adverts go to val (taken from the front of the shuffled list) and to test (from its back).
+
+    Each takes the fewest whole adverts that give its count, then a few more as a reserve for
+    unreadable files (val first, then test) while the adverts in between keep n_train images.
+    Test comes from the back so that val, and hence train, stay exactly as without a test split.
+    """
+    head, tail, total = np.cumsum(sizes), np.cumsum(sizes[::-1]), int(sizes.sum())
+    k, j = _fewest(head, n_val), _fewest(tail, n_test)
+
+    def left(k, j):  # train images once k val and j test adverts are taken
+        return total - int(head[k - 1]) - (int(tail[j - 1]) if j else 0)
+
+    if left(k, j) < n_train:
+        test = f"{n_test} test, " if n_test else ""
+        raise DataError(f"colour {colour!r}: {total} images in {len(sizes)} adverts cannot be split by advert "
+                        f"into {n_val} val, {test}{n_train} train images; lower the counts.")
+    reserve = n_val // 20 + 2
+    while k + j < len(sizes) and head[k - 1] < n_val + reserve and left(k + 1, j) >= n_train:
+        k += 1
+    reserve = n_test // 20 + 2
+    while n_test and k + j < len(sizes) and tail[j - 1] < n_test + reserve and left(k, j + 1) >= n_train:
+        j += 1
+    return k, j
+
+
 def split_by_advert(images: pd.DataFrame, colours: list[str], n_train: int, n_val: int,
-                    seed: int) -> pd.DataFrame:
+                    seed: int, n_test: int = 0) -> pd.DataFrame:
     """Candidates per colour and split, in the order they are to be used.
 
-    Adverts (all photos of one car) are shuffled per colour; whole adverts go to the val pool until it
-    holds n_val images plus a small reserve (for unreadable files), the rest form the train pool.
-    Each pool's images are then shuffled; the first n are used, the rest replace unreadable ones.
-    Returns images with the extra columns label, split and rank (0, 1, ... per colour and split).
-    No advert is in both splits. The result depends only on the names (apostrophes ignored, so the
-    Kaggle copy gives the same sample), never on the order or layout the files were listed in.
+    Adverts (all photos of one car) are shuffled per colour; whole adverts from the front of that
+    list go to the val pool until it holds n_val images plus a small reserve (for unreadable files),
+    whole adverts from its back go to the test pool likewise (none when n_test is 0), the rest form
+    the train pool. Each pool's images are then shuffled; the first n are used, the rest replace
+    unreadable ones. Returns images with the extra columns label, split and rank (0, 1, ... per
+    colour and split). No advert is in two splits. With n_test == 0 the train and val pools are
+    exactly those of a split without a test split. The result depends only on the names
+    (apostrophes ignored, so the Kaggle copy gives the same sample), never on the order or layout
+    the files were listed in.
     """
+    counts = {"train": n_train, "val": n_val, "test": n_test}
     pools = []
     for label, colour in enumerate(colours):
         rng = _rng(seed, colour)
         own = images[(images["color"] == colour).to_numpy()]
         own = own.iloc[np.argsort(own["name"].astype(object).map(name_key).to_numpy(dtype=object),
                                   kind="stable")].reset_index(drop=True)
-        if len(own) < n_train + n_val:
-            raise DataError(f"colour {colour!r} has only {len(own)} images but {n_train} train + {n_val} "
-                            f"val = {n_train + n_val} are requested; lower n_train_per_colour / "
-                            f"n_val_per_colour or drop the colour.")
+        if len(own) < n_train + n_val + n_test:
+            raise DataError(f"colour {colour!r} has only {len(own)} images but {_asked(counts)} are requested; "
+                            f"lower {_keys(counts)} or drop the colour.")
         adv = own["adv_id"].astype(object).to_numpy()
         sizes = pd.Series(adv).value_counts().sort_index()  # adverts in name order, not listing order
         adverts = sizes.index.to_numpy()[rng.permutation(len(sizes))]
-        cumulative = np.cumsum(sizes.loc[adverts].to_numpy())
-        total = int(cumulative[-1])
-        k = int(np.searchsorted(cumulative, n_val) + 1)  # fewest adverts that give n_val images
-        if total - cumulative[k - 1] < n_train:
-            raise DataError(f"colour {colour!r}: {total} images in {len(adverts)} adverts cannot be split "
-                            f"by advert into {n_val} val and {n_train} train images; lower the counts.")
-        # A few more val adverts as a reserve for unreadable files, while train keeps enough images.
-        reserve = n_val // 20 + 2
-        while (k < len(adverts) and cumulative[k - 1] < n_val + reserve
-               and total - cumulative[k] >= n_train):
-            k += 1
-        in_val = pd.Series(adv).isin(set(adverts[:k])).to_numpy()
-        for split, side in (("val", in_val), ("train", ~in_val)):
-            pool = own[side]
+        k, j = _held_out(sizes.loc[adverts].to_numpy(), n_train, n_val, n_test, colour)
+        held_out = {a: "val" for a in adverts[:k]} | {a: "test" for a in adverts[len(adverts) - j:]}
+        side = pd.Series(adv).map(held_out).fillna("train").to_numpy(dtype=object)
+        # The test pool is shuffled last: the generator then draws val and train as it always did.
+        for split in ("val", "train", "test"):
+            pool = own[side == split]
             pool = pool.iloc[rng.permutation(len(pool))].copy()
             pool["label"], pool["split"] = label, split
             pools.append(pool)
     out = pd.concat(pools, ignore_index=True)
     out["split"] = out["split"].astype(pd.CategoricalDtype(list(SPLITS)))
-    adv = out["adv_id"].astype(object)
-    both = set(adv[out["split"] == "val"]) & set(adv[out["split"] == "train"])
-    if both:  # an advert listed under two colours: keep it on the val side only
-        out = out[~((out["split"] == "train") & adv.isin(both))].reset_index(drop=True)
-    out["rank"] = out.groupby(["label", "split"], sort=False).cumcount()
-    train_sizes = out.loc[(out["split"] == "train").to_numpy(), "label"].value_counts()
-    for label, colour in enumerate(colours):
-        n_pool = int(train_sizes.get(label, 0))
-        if n_pool < n_train:
-            raise DataError(f"colour {colour!r}: only {n_pool} train images are left once adverts shared "
-                            f"with another colour's val split are removed; lower n_train_per_colour.")
+    out = _one_split_per_advert(out)
+    out["rank"] = out.groupby(["label", "split"], sort=False, observed=True).cumcount()
+    _check_pools(out, colours, counts)
     return out
+
+
+def _asked(counts: dict[str, int]) -> str:
+    """'20 train + 6 val = 26' (test named only when asked for)."""
+    parts = [f"{n} {s}" for s, n in counts.items() if n or s != "test"]
+    return f"{' + '.join(parts)} = {sum(counts.values())}"
+
+
+def _keys(counts: dict[str, int]) -> str:
+    return " / ".join(f"n_{s}_per_colour" for s, n in counts.items() if n or s != "test")
+
+
+def _one_split_per_advert(out: pd.DataFrame) -> pd.DataFrame:
+    """Drop the rows of an advert listed under two colours from every split but its first in PRECEDENCE."""
+    adv = out["adv_id"].astype(object)
+    split = out["split"].astype(object)
+    keep = np.ones(len(out), dtype=bool)
+    for i, first in enumerate(PRECEDENCE):
+        taken = set(adv[(split == first).to_numpy()])
+        for later in PRECEDENCE[i + 1:]:
+            keep &= ~((split == later) & adv.isin(taken)).to_numpy()
+    return out[keep].reset_index(drop=True)
+
+
+def _check_pools(out: pd.DataFrame, colours: list[str], counts: dict[str, int]) -> None:
+    """Each colour's pool of each split still holds its count once shared adverts were removed."""
+    sizes = out.groupby(["label", "split"], observed=True).size()
+    for label, colour in enumerate(colours):
+        for split, n in counts.items():
+            have = int(sizes.get((label, split), 0))
+            if have < n:
+                raise DataError(f"colour {colour!r}: only {have} {split} images are left once adverts shared "
+                                f"with another colour's {' or '.join(PRECEDENCE[:PRECEDENCE.index(split)])} "
+                                f"split are removed; lower n_{split}_per_colour.")
 
 
 def decode(img, size: int) -> np.ndarray:
@@ -445,7 +499,7 @@ def _plan_key(candidates: pd.DataFrame, params: dict) -> str:
 
 def prepare(sources: list[str | Path], out_dir: str | Path, *, colours: list[str] | None = None,
             top_n_colours: int | None = None, n_train_per_colour: int, n_val_per_colour: int,
-            image_size: int, seed: int = 0, image_table: str | None = None,
+            n_test_per_colour: int = 0, image_size: int, seed: int = 0, image_table: str | None = None,
             viewpoints: list[int] | None = None, workers: int | None = None,
             synthetic: bool = False) -> dict:
     """Select, split and decode; write the cache, manifest.csv, skipped.csv and dataset.json into out_dir.
@@ -460,14 +514,14 @@ def prepare(sources: list[str | Path], out_dir: str | Path, *, colours: list[str
         with _workers(workers) as pool:
             return _prepare(pool, workers, sources, out_dir, colours=colours, top_n_colours=top_n_colours,
                             n_train_per_colour=n_train_per_colour, n_val_per_colour=n_val_per_colour,
-                            image_size=image_size, seed=seed, image_table=image_table, viewpoints=viewpoints,
-                            synthetic=synthetic)
+                            n_test_per_colour=n_test_per_colour, image_size=image_size, seed=seed,
+                            image_table=image_table, viewpoints=viewpoints, synthetic=synthetic)
     finally:
         _release()
 
 
 def _prepare(pool, workers, sources, out_dir, *, colours, top_n_colours, n_train_per_colour, n_val_per_colour,
-             image_size, seed, image_table, viewpoints, synthetic) -> dict:
+             n_test_per_colour, image_size, seed, image_table, viewpoints, synthetic) -> dict:
     t0 = time.time()
     out_dir = Path(out_dir)
     work = out_dir / ".work"
@@ -490,18 +544,18 @@ def _prepare(pool, workers, sources, out_dir, *, colours, top_n_colours, n_train
     skipped["unlisted_or_multicolour"] = int(images["color"].isin(NON_COLOURS).sum())
     available = colour_counts(images)
     chosen = choose_colours(images, colours, top_n_colours)
-    candidates = split_by_advert(images, chosen, n_train_per_colour, n_val_per_colour, seed)
+    counts = {"train": n_train_per_colour, "val": n_val_per_colour, "test": n_test_per_colour}
+    candidates = split_by_advert(images, chosen, n_train_per_colour, n_val_per_colour, seed, n_test_per_colour)
     del images
-    params = {"format": 2, "colours": chosen, "n": [n_train_per_colour, n_val_per_colour], "size": image_size, "seed": seed}
+    params = {"format": 3, "colours": chosen, "n": [counts[s] for s in SPLITS], "size": image_size, "seed": seed}
     key = _plan_key(candidates, params)
     key_path = work / "plan.txt"
     if not key_path.exists() or key_path.read_text() != key:  # a different plan: start afresh
         shutil.rmtree(work)
         work.mkdir(parents=True)
         key_path.write_text(key)
-    counts = {"train": n_train_per_colour, "val": n_val_per_colour}
     splits = {s: _Split(candidates, chosen, s, counts[s], image_size, work) for s in SPLITS}
-    total = len(chosen) * (n_train_per_colour + n_val_per_colour)
+    total = len(chosen) * sum(counts.values())
     cache_bytes = sum(sp.nbytes for sp in splits.values())
     need = sum(sp.nbytes for sp in splits.values() if not sp.resumable)
     free = shutil.disk_usage(work).free
@@ -509,7 +563,7 @@ def _prepare(pool, workers, sources, out_dir, *, colours, top_n_colours, n_train
         raise DataError(f"the cache needs {need / 1e9:.1f} GB but only {free / 1e9:.1f} GB are free in {work}; "
                         f"free some space or lower image_size / the per-colour counts.")
     resumed = sum(sp.open() for sp in splits.values())
-    print(f"[prepare] {len(chosen)} colours x ({n_train_per_colour} train + {n_val_per_colour} val) = {total} images "
+    print(f"[prepare] {len(chosen)} colours x ({_asked(counts).split(' = ')[0]}) = {total} images "
           f"at {image_size}px: cache {cache_bytes / 1e9:.2f} GB, {workers} worker(s)"
           + (f"; resuming with {resumed} already decoded" if resumed else ""), file=sys.stderr, flush=True)
     progress = _Progress(total, f"decoding at {image_size}px", done=resumed)
@@ -556,10 +610,18 @@ def _prepare(pool, workers, sources, out_dir, *, colours, top_n_colours, n_train
     return info
 
 
+def protocol(n_test_per_colour: int) -> str:
+    """Which split the comparisons score: "test" when there is one (the epoch is chosen on val and the
+    test split is scored once, at that epoch), else "val" (as the lab did: the held-out images were
+    its validation after every epoch, so the score is the chosen epoch's own val score)."""
+    return "test" if n_test_per_colour > 0 else "val"
+
+
 def _describe(manifest, skipped, stats, colours, counts, size, synthetic, seconds, *, listed, available,
               decode_seconds, attempted, workers, resumed, cache_bytes, list_seconds, seed, viewpoints,
               image_table) -> dict:
     adv = {s: set(manifest.loc[manifest["split"] == s, "adv_id"]) for s in SPLITS}
+    shared = set.union(*(adv[a] & adv[b] for i, a in enumerate(SPLITS) for b in SPLITS[i + 1:]))
     per = manifest.groupby(["colour", "split"]).size()
     per_colour = {c: {s: int(per.get((c, s), 0)) for s in SPLITS} for c in colours}
     adverts_per_colour = manifest.groupby(["colour", "split"])["adv_id"].nunique()
@@ -571,13 +633,15 @@ def _describe(manifest, skipped, stats, colours, counts, size, synthetic, second
         "colours": colours,
         "n_train_per_colour": counts["train"],
         "n_val_per_colour": counts["val"],
+        "n_test_per_colour": counts["test"],
+        "protocol": protocol(counts["test"]),
         "images": int(len(manifest)),
         "images_per_split": {s: int((manifest["split"] == s).sum()) for s in SPLITS},
         "images_per_colour": per_colour,
-        "adverts": int(len(adv["train"] | adv["val"])),
+        "adverts": int(len(set.union(*adv.values()))),
         "adverts_per_split": {s: len(adv[s]) for s in SPLITS},
         "adverts_per_colour": {c: {s: int(adverts_per_colour.get((c, s), 0)) for s in SPLITS} for c in colours},
-        "advert_level_split": not (adv["train"] & adv["val"]),
+        "advert_level_split": not shared,
         "skipped": {k: int(v) for k, v in skipped.items()},
         "files_seen": stats["files"],
         "images_listed": int(listed),
@@ -604,26 +668,24 @@ def _describe(manifest, skipped, stats, colours, counts, size, synthetic, second
 def load_prepared(prepared_dir: str | Path) -> dict:
     """The cache as numpy arrays (memory-mapped) plus class names and the dataset description."""
     d = Path(prepared_dir)
-    missing = [f for f in ("train_images.npy", "val_images.npy", "dataset.json") if not (d / f).exists()]
+    needed = [f for f in OUTPUTS if f.endswith(".npy")] + ["dataset.json"]
+    missing = [f for f in needed if not (d / f).exists()]
     if missing:
         raise FileNotFoundError(f"prepared data missing in {d}: {', '.join(missing)}; run "
                                 f"`snakemake --cores all prepare_dataset` first.")
     info = json.loads((d / "dataset.json").read_text())
-    data = {
-        "train_images": np.load(d / "train_images.npy", mmap_mode="r"),
-        "train_labels": np.load(d / "train_labels.npy"),
-        "val_images": np.load(d / "val_images.npy", mmap_mode="r"),
-        "val_labels": np.load(d / "val_labels.npy"),
-        "classes": info["colours"],
-        "info": info,
-    }
+    data = {"classes": info["colours"], "info": info}
+    for split in SPLITS:
+        data[f"{split}_images"] = np.load(d / f"{split}_images.npy", mmap_mode="r")
+        data[f"{split}_labels"] = np.load(d / f"{split}_labels.npy")
     data["fingerprint"] = fingerprint(d, data)
     return data
 
 
 def fingerprint(prepared_dir: Path, data: dict, rows: int = 64) -> str:
     """A cheap hash of the prepared data: which file is in which row (manifest.csv), the labels and
-    the pixels of a few rows per split (the whole cache of a real run is 18 GB: too slow to hash)."""
+    the pixels of a few rows per split, test included (the whole cache of a real run is 18 GB: too
+    slow to hash)."""
     h = hashlib.sha256((Path(prepared_dir) / "manifest.csv").read_bytes())
     for split in SPLITS:
         images, labels = data[f"{split}_images"], data[f"{split}_labels"]

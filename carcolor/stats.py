@@ -229,3 +229,26 @@ def mean_band(values: Sequence[float], confidence: float = 0.95) -> tuple[float,
     if len(x) == 1:
         return float(x[0]), math.nan
     return float(x.mean()), _t_half_width(x, confidence)
+
+
+def t_quantile(n: int, confidence: float = 0.95) -> float:
+    """The Student t factor of a paired interval over n seeds: t_{(1+c)/2, n-1} (4.30 for n=3).
+
+    The report states it so a reader sees how wide a few seeds make every interval: a paired
+    difference is decided only when its mean exceeds t/√n times the sd of the differences.
+    NaN below 2 seeds, where there is no interval.
+    """
+    _check_confidence(confidence)
+    return float(_sp.t.ppf((1 + confidence) / 2, n - 1)) if n >= 2 else math.nan
+
+
+def variance_ratio_factor(n_a: int, n_b: int, confidence: float = 0.95) -> float:
+    """How far the F interval of `variance_ratio` reaches above its estimate: F_{(1+c)/2}(n_b-1, n_a-1).
+
+    With equal n it reaches the same factor below (39.0 each way for 3 seeds), so the report can
+    say which variance ratios its seeds could ever decide. NaN when a side has fewer than 2 seeds.
+    """
+    _check_confidence(confidence)
+    if n_a < 2 or n_b < 2:
+        return math.nan
+    return float(_sp.f.ppf((1 + confidence) / 2, n_b - 1, n_a - 1))

@@ -1,4 +1,9 @@
-"""Collect every cell's results into tidy tables (one row per observation) under results/tables/."""
+"""Collect every cell's results into tidy tables (one row per observation) under results/tables/.
+
+The epoch of every run is the one chosen on val (best val macro-F1, the earliest on ties); the
+`score_*` columns, per_class.csv and confusion.csv are the score split's at that epoch: the test
+split when the data have one, else val (the lab's protocol). comparisons.csv holds the verdicts.
+"""
 from __future__ import annotations
 
 import json
@@ -8,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from . import atomic
+from . import atomic, claims, stats
 
 KEYS = ["cell", "arch", "optimizer", "seed"]
 EPOCH_COLUMNS = KEYS + ["epoch", "split", "loss", "f1_macro", "accuracy", "seconds", "images_per_s",
@@ -16,7 +21,9 @@ EPOCH_COLUMNS = KEYS + ["epoch", "split", "loss", "f1_macro", "accuracy", "secon
 SUMMARY_COLUMNS = KEYS + ["epochs", "params", "macs", "image_size", "batch_size", "lr",
                           "best_val_f1_macro", "best_epoch", "final_val_f1_macro", "final_val_accuracy",
                           "final_val_loss", "train_seconds", "mean_epoch_seconds", "images_per_s",
-                          "optimizer_s", "device"]
+                          "optimizer_s", "device", "score_split", "score_f1_macro", "score_accuracy", "score_loss",
+                          "train_epoch_seconds", "optimizer_step_ms", "val_loss_change_sd", "test_images"]
+SPLITS = ("train", "val", "test")  # the order of prepare's splits, for dataset.csv
 
 
 def _read_run(run_dir: Path) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
@@ -28,13 +35,36 @@ def _read_run(run_dir: Path) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
             pd.read_csv(run_dir / "predictions.csv"))
 
 
+def score_split(metrics: pd.DataFrame) -> str:
+    """The split a run is scored on: "test" when its metrics have test rows, else "val"."""
+    return "test" if (metrics["split"] == "test").any() else "val"
+
+
+def optimizer_step_ms(train: pd.DataFrame, train_images: int, batch_size: int) -> float:
+    """Mean milliseconds of one optimizer step: the train rows' optimizer_s over every step taken.
+
+    Training drops the last incomplete batch, so an epoch has train_images // batch_size steps.
+    NaN when the timing breakdown was off (optimizer_s all NaN): a 0 would read as an instant step.
+    """
+    steps = train_images // batch_size * len(train)
+    total = train["optimizer_s"].sum(min_count=1)
+    return float(total / steps * 1000) if steps else float("nan")
+
+
 def summarise(metrics: pd.DataFrame, info: dict) -> dict:
-    """The per-cell summary row from its per-epoch metrics and its summary.json."""
+    """The per-cell summary row from its per-epoch metrics and its summary.json.
+
+    train_seconds and mean_epoch_seconds count training and the val pass of each epoch, as the
+    lab's times did; the extra test pass is left out so the protocols compare.
+    """
     val = metrics[metrics["split"] == "val"].sort_values("epoch")
     train = metrics[metrics["split"] == "train"].sort_values("epoch")
-    best = val.loc[val["f1_macro"].idxmax()]
+    best = val.loc[val["f1_macro"].idxmax()]  # the first maximum in epoch order: the earliest on ties
     final = val.iloc[-1]
+    scored = score_split(metrics)
+    score = metrics[(metrics["split"] == scored) & (metrics["epoch"] == best["epoch"])].iloc[0]
     per_epoch = train["seconds"].to_numpy() + val["seconds"].to_numpy()
+    spread = stats.within_run_spread(metrics)["val_loss_change_sd"]
     return {
         **{k: info[k] for k in KEYS},
         "epochs": int(len(val)), "params": info["params"], "macs": info["macs"],
@@ -47,17 +77,33 @@ def summarise(metrics: pd.DataFrame, info: dict) -> dict:
                               / train["seconds"].sum()),
         "optimizer_s": float(train["optimizer_s"].sum()),
         "device": info["device"],
+        "score_split": scored, "score_f1_macro": float(score["f1_macro"]),
+        "score_accuracy": float(score["accuracy"]), "score_loss": float(score["loss"]),
+        "train_epoch_seconds": float(train["seconds"].mean()),
+        "optimizer_step_ms": optimizer_step_ms(train, info["train_images"], info["batch_size"]),
+        "val_loss_change_sd": float(spread.iloc[0]),
+        "test_images": int(info.get("test_images", 0)),
     }
 
 
+def _split_of(preds: pd.DataFrame) -> str:
+    """The one split predictions.csv holds (files written before it said so hold val)."""
+    splits = preds["split"].unique() if "split" in preds else ["val"]
+    if len(splits) != 1:
+        raise ValueError(f"predictions.csv holds the splits {sorted(splits)}; it must hold the score split only: "
+                         f"re-run the cell.")
+    return str(splits[0])
+
+
 def per_class(preds: pd.DataFrame, classes: list[str], keys: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-colour scores and confusion counts of one run's predictions (the score split, chosen epoch)."""
     labels = list(range(len(classes)))
+    ids = {**{k: keys[k] for k in KEYS}, "split": _split_of(preds)}
     p, r, f, s = precision_recall_fscore_support(preds["label"], preds["pred"], labels=labels, zero_division=0)
-    scores = pd.DataFrame({**{k: keys[k] for k in KEYS}, "colour": classes, "precision": p, "recall": r,
-                           "f1": f, "support": s})
+    scores = pd.DataFrame({**ids, "colour": classes, "precision": p, "recall": r, "f1": f, "support": s})
     cm = confusion_matrix(preds["label"], preds["pred"], labels=labels)
     ti, pi = np.meshgrid(labels, labels, indexing="ij")
-    confusion = pd.DataFrame({**{k: keys[k] for k in KEYS}, "true": np.array(classes)[ti.ravel()],
+    confusion = pd.DataFrame({**ids, "true": np.array(classes)[ti.ravel()],
                               "predicted": np.array(classes)[pi.ravel()], "count": cm.ravel()})
     return scores, confusion
 
@@ -68,7 +114,8 @@ def dataset_table(manifest: pd.DataFrame) -> pd.DataFrame:
     table = grouped.agg(images=("name", "size"), adverts=("adv_id", "nunique")).reset_index()
     order = {c: i for i, c in enumerate(dict.fromkeys(manifest.sort_values("label")["colour"]))}
     table["_o"] = table["colour"].map(order)
-    return table.sort_values(["_o", "split"]).drop(columns="_o").reset_index(drop=True)
+    table["_s"] = table["split"].map({s: i for i, s in enumerate(SPLITS)})
+    return table.sort_values(["_o", "_s"]).drop(columns=["_o", "_s"]).reset_index(drop=True)
 
 
 def _csv(frame: pd.DataFrame):
@@ -76,7 +123,8 @@ def _csv(frame: pd.DataFrame):
 
 
 def collect(run_dirs: list[str | Path], prepared_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """Write epochs.csv, summary.csv, per_class.csv, confusion.csv, dataset.csv and dataset.json."""
+    """Write epochs.csv, summary.csv, per_class.csv, confusion.csv, dataset.csv, dataset.json and
+    comparisons.csv, all together (none is replaced unless all were written)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prepared = Path(prepared_dir)
@@ -91,13 +139,22 @@ def collect(run_dirs: list[str | Path], prepared_dir: str | Path, out_dir: str |
         scores.append(s)
         confusions.append(c)
     manifest = pd.read_csv(prepared / "manifest.csv")
-    paths = {name: out / f"{name}.csv" for name in ("epochs", "summary", "per_class", "confusion", "dataset")}
+    epochs = pd.concat(epochs, ignore_index=True)[EPOCH_COLUMNS]
+    summary = pd.DataFrame(summaries, columns=SUMMARY_COLUMNS)
+    # claims joins each run's val_loss_change_sd itself (the same stats.within_run_spread value)
+    compared = claims.comparisons(summary.drop(columns="val_loss_change_sd"), epochs)
+    paths = {name: out / f"{name}.csv" for name in ("epochs", "summary", "per_class", "confusion", "dataset",
+                                                     "comparisons")}
     paths["dataset_json"] = out / "dataset.json"
     meta = {k: v for k, v in info.items() if k not in ("decode_images_per_s", "decode_images_per_s_per_worker")}
     meta["n_val_per_colour"] = info["n_val_per_colour"]
+    # a cache prepared before the test split existed has none: the lab's protocol
+    meta["n_test_per_colour"] = info.get("n_test_per_colour", 0)
+    meta["protocol"] = info.get("protocol", "test" if meta["n_test_per_colour"] else "val")
     atomic.write_together({
-        paths["epochs"]: _csv(pd.concat(epochs, ignore_index=True)[EPOCH_COLUMNS]),
-        paths["summary"]: _csv(pd.DataFrame(summaries, columns=SUMMARY_COLUMNS)),
+        paths["epochs"]: _csv(epochs),
+        paths["summary"]: _csv(summary),
+        paths["comparisons"]: _csv(compared[claims.COLUMNS]),
         paths["per_class"]: _csv(pd.concat(scores, ignore_index=True)),
         paths["confusion"]: _csv(pd.concat(confusions, ignore_index=True)),
         paths["dataset"]: _csv(dataset_table(manifest)),

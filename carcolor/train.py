@@ -4,6 +4,11 @@
 A checkpoint (model, optimizer, epoch, config, history) is written after every epoch; a run that
 finds an unfinished checkpoint of the same configuration resumes from it.
 
+Protocol: the epoch is chosen on val (best val macro-F1, the earliest on ties). When the data have a
+test split it is evaluated after every epoch too, for the record, but never read by training or by
+the choice; the predictions kept are those of the score split (test if there is one, else val) at
+the chosen epoch.
+
 Speed (numbers in benchmarks/README.md): batches come from the uint8 cache (carcolor.batches), the
 model runs in channels_last (faster on the CPU too, at 64 and 224 px), bf16 autocast and
 torch.compile on CUDA only (on the CPU bf16 autocast was slower and compiling costs more than an
@@ -254,6 +259,7 @@ def _scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
 
 
 PHASES = ("data_s", "forward_backward_s", "optimizer_s")
+NO_PHASES = dict.fromkeys(PHASES, float("nan"))  # a held-out split's rows: no training phases
 
 
 def train_one_epoch(model, criterion, optimizer, batches, rt: Runtime, *, n_classes: int,
@@ -366,8 +372,38 @@ def load_resumable(path: Path, identity: dict, log=print, cell: str = "") -> dic
     return ckpt
 
 
+def score_split(data: dict) -> str:
+    """The split the comparisons score: "test" when the data have a non-empty one, else "val"."""
+    return "test" if len(data.get("test_labels", ())) else "val"
+
+
+def no_selection() -> dict:
+    """The chosen epoch before any epoch was evaluated."""
+    return {"epoch": 0, "val_f1_macro": -math.inf, "pred": None, "prob": None}
+
+
+def select(selected: dict, epoch: int, val: dict, pred: np.ndarray, prob: np.ndarray) -> dict:
+    """The chosen epoch after `epoch`: it takes over only when its val macro-F1 is strictly higher,
+    so ties keep the earliest epoch. `pred` and `prob` are the score split's predictions at `epoch`:
+    kept in memory (and in the checkpoint), as the model of that epoch is not kept."""
+    if val["f1_macro"] > selected["val_f1_macro"]:
+        return {"epoch": epoch, "val_f1_macro": val["f1_macro"], "pred": pred, "prob": prob}
+    return selected
+
+
+def predictions_frame(selected: dict, split: str, labels: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """predictions.csv: the score split's predictions at the chosen epoch, one row per image."""
+    pred = selected["pred"]
+    return pd.DataFrame({"split": split, "epoch": selected["epoch"], "row": np.arange(len(pred)), "label": labels,
+                         "pred": pred, "true_colour": [classes[i] for i in labels],
+                         "pred_colour": [classes[i] for i in pred], "confidence": selected["prob"]})
+
+
 def run(cfg: TrainConfig, data: dict, out_dir: str | Path, *, log=print) -> dict:
     """Train one cell on prepared data; write metrics.csv, predictions.csv, summary.json, checkpoint.pt.
+
+    metrics.csv has train, val and (when the data have one) test rows per epoch; predictions.csv holds
+    the score split's predictions at the epoch chosen on val (see `select`).
 
     Returns the summary dict. Raises TrainingDiverged naming the epoch when the loss is non-finite or explodes.
     A checkpoint of the same run (settings, threads, data, code) is resumed, a complete one is not re-trained.
@@ -387,7 +423,10 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
         torch.set_num_threads(cfg.threads)
     classes = data["classes"]
     n_classes = len(classes)
-    rt = resolve_runtime(cfg, data["train_images"].nbytes + data["val_images"].nbytes)
+    scored = score_split(data)
+    has_test = scored == "test"
+    splits = ("train", "val", "test") if has_test else ("train", "val")
+    rt = resolve_runtime(cfg, sum(data[f"{s}_images"].nbytes for s in splits))
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     keeps_memory = False
@@ -411,12 +450,13 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
                                   device=rt.device, shuffle=True, seed=cfg.seed,
                                   preset=TrainPreset(crop_padding=cfg.crop_padding, hflip=cfg.hflip),
                                   on_device=rt.data_on_device, drop_last=True, dtype=rt.input_dtype)
-    val_batches = CachedBatches(data["val_images"], data["val_labels"], batch_size=cfg.eval_batch_size,
-                                device=rt.device, shuffle=False, on_device=rt.data_on_device,
-                                dtype=rt.input_dtype)
+    eval_batches = {s: CachedBatches(data[f"{s}_images"], data[f"{s}_labels"], batch_size=cfg.eval_batch_size,
+                                     device=rt.device, shuffle=False, on_device=rt.data_on_device,
+                                     dtype=rt.input_dtype) for s in splits[1:]}
 
     ckpt_path = out / "checkpoint.pt"
     history: list[dict] = []
+    selected = no_selection()
     start_epoch = 1
     identity = run_identity(cfg, data)
     ckpt = load_resumable(ckpt_path, identity, log=log, cell=cfg.cell)
@@ -427,7 +467,7 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
         torch.set_rng_state(ckpt["torch_rng"])
         if ckpt.get("cuda_rng") is not None and rt.device.type == "cuda":
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
-        history, start_epoch = ckpt["history"], ckpt["epoch"] + 1
+        history, selected, start_epoch = ckpt["history"], ckpt["selected"], ckpt["epoch"] + 1
         if ckpt["epoch"] >= cfg.epochs:
             log(f"[{cfg.cell}] all {cfg.epochs} epochs were trained already ({ckpt_path}); writing the results")
         else:
@@ -435,18 +475,21 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
     step_model = torch.compile(model) if rt.compile else model
 
     keys = {"cell": cfg.cell, "arch": cfg.arch, "optimizer": cfg.optimizer, "seed": cfg.seed}
-    preds = probs = None
     for epoch in range(start_epoch, cfg.epochs + 1):
         tr = train_one_epoch(step_model, criterion, optimizer, train_batches, rt, n_classes=n_classes,
                              timing=cfg.timing_breakdown)
         check_loss(tr["loss"], epoch, history, n_classes, cfg)
-        va, preds, probs = evaluate(model, criterion, val_batches, rt, n_classes=n_classes)
         history.append({**keys, "epoch": epoch, "split": "train", **tr})
-        history.append({**keys, "epoch": epoch, "split": "val", **va,
-                        "data_s": float("nan"), "forward_backward_s": float("nan"), "optimizer_s": float("nan")})
+        held_out = {}
+        for split, batches in eval_batches.items():  # test is recorded; the choice below reads val only
+            held_out[split] = evaluate(model, criterion, batches, rt, n_classes=n_classes)
+            history.append({**keys, "epoch": epoch, "split": split, **held_out[split][0], **NO_PHASES})
+        va = held_out["val"][0]
+        selected = select(selected, epoch, va, *held_out[scored][1:])
         # the checkpoint first: once the epoch's line is out, the epoch is safe
         atomic.save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                            "config": dataclasses.asdict(cfg), "identity": identity, "history": history,
+                           "selected": selected,
                            "generator": train_batches.generator.get_state(), "torch_rng": torch.get_rng_state(),
                            "cuda_rng": torch.cuda.get_rng_state_all() if rt.device.type == "cuda" else None,
                            "classes": classes, "complete": epoch == cfg.epochs}, ckpt_path)
@@ -454,15 +497,13 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
             f"val F1 {va['f1_macro']:.3f}  val acc {va['accuracy']:.3f}  {tr['seconds'] + va['seconds']:.1f}s  "
             f"{tr['images_per_s']:.0f} img/s")
 
-    if preds is None:  # resumed from the last epoch's checkpoint: predictions are recomputed
-        _, preds, probs = evaluate(model, criterion, val_batches, rt, n_classes=n_classes)
     metrics = pd.DataFrame(history)
-    predictions = pd.DataFrame({"row": np.arange(len(preds)), "label": data["val_labels"], "pred": preds,
-                                "true_colour": [classes[i] for i in data["val_labels"]],
-                                "pred_colour": [classes[i] for i in preds], "confidence": probs})
+    predictions = predictions_frame(selected, scored, data[f"{scored}_labels"], classes)
     summary = {**keys, "epochs": cfg.epochs, "params": params, "macs": macs,
                "image_size": int(data["train_images"].shape[1]), "batch_size": cfg.batch_size, "lr": cfg.lr,
                "train_images": int(len(data["train_labels"])), "val_images": int(len(data["val_labels"])),
+               "test_images": int(len(data.get("test_labels", ()))), "score_split": scored,
+               "selected_epoch": selected["epoch"],
                "device": provenance.device_name(rt.device), "amp": str(rt.amp_dtype).replace("torch.", ""),
                "compile": rt.compile, "channels_last": rt.channels_last, "data_on_device": rt.data_on_device,
                "threads": torch.get_num_threads(), "optimizer_impl": optimizer_impl,

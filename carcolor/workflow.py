@@ -23,19 +23,21 @@ SYNTHETIC_MARKER = f"{SYNTHETIC_DIR}/images.csv"
 PREPARED_DIR = "data/prepared"
 PREPARED_JSON = f"{PREPARED_DIR}/dataset.json"
 PREPARED_FILES = [f"{PREPARED_DIR}/{name}" for name in
-                  ("train_images.npy", "train_labels.npy", "val_images.npy", "val_labels.npy", "manifest.csv")]
+                  ("train_images.npy", "train_labels.npy", "val_images.npy", "val_labels.npy",
+                   "test_images.npy", "test_labels.npy", "manifest.csv")]
 RUN_DIR = "results/runs/{arch}-{optimizer}-s{seed}"
 RUN_FILES = ("train.ipynb", "metrics.csv", "predictions.csv", "summary.json")
 TABLES = [f"results/tables/{name}" for name in
-          ("epochs.csv", "summary.csv", "per_class.csv", "confusion.csv", "dataset.csv", "dataset.json")]
+          ("epochs.csv", "summary.csv", "per_class.csv", "confusion.csv", "dataset.csv", "dataset.json",
+           "comparisons.csv")]
 REPORT = ["results/report/index.html", "results/report/index.pdf"]
 # The package modules each stage runs: editing one re-runs that stage and what follows, nothing else.
 CODE = {
     "generate": ["synth.py", "cli.py", "atomic.py"],
     "prepare": ["dvm.py", "prepare.py", "cli.py"],
     "train": ["train.py", "batches.py", "models.py", "optim.py", "notebook.py", "atomic.py", "runlock.py"],
-    "collect": ["tables.py", "cli.py", "atomic.py"],
-    "render": ["render.py", "plots.py", "narrative.py", "atomic.py"],
+    "collect": ["tables.py", "stats.py", "claims.py", "cli.py", "atomic.py"],
+    "render": ["render.py", "plots.py", "narrative.py", "stats.py", "claims.py", "atomic.py"],
 }
 
 
@@ -143,7 +145,7 @@ def _json(value) -> str:
 def prepare_settings(cfg: dict) -> str:
     data = cfg["data"]
     settings = {k: data[k] for k in ("colours", "top_n_colours", "n_train_per_colour", "n_val_per_colour",
-                                      "image_size", "seed", "image_table", "viewpoints")}
+                                      "n_test_per_colour", "image_size", "seed", "image_table", "viewpoints")}
     settings["sources"] = source_paths(cfg)
     settings["synthetic"] = data["source"] == "synthetic"
     return _json(settings)
@@ -183,3 +185,11 @@ def train_settings(cfg: dict) -> str:
 
 def train_threads(cfg: dict) -> int:
     return cfg["train"]["threads"]
+
+
+def gpus_per_cell(cfg: dict, nvidia: str = "/dev/nvidiactl") -> int:
+    """1 when a cell will train on a GPU (the `gpu` resource then runs one cell per GPU), else 0, so
+    that CPU cells run side by side, `train.threads` each, as many as --cores allows. Decided without
+    importing torch (the Snakefile runs on every invocation): NVIDIA's driver node stands for CUDA."""
+    device = cfg["train"]["device"]
+    return int(device == "cuda" or (device == "auto" and os.path.exists(nvidia)))

@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CELLS = ["mobilenet_v2-adam-s0", "mobilenet_v2-adamax-s0", "mobilenet_v1-adam-s0", "mobilenet_v1-adamax-s0"]
+CELLS = [f"{arch}-{optimizer}-s{seed}" for arch in ("mobilenet_v2", "mobilenet_v1") for optimizer in ("adam", "adamax")
+         for seed in (0, 1)]  # tests/smoke.yaml's grid
 
 
 def snakemake_cmd(workdir, *args, snakefile=REPO / "Snakefile", config="tests/smoke.yaml", cores="2"):

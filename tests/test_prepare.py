@@ -1,7 +1,9 @@
-"""Preparation on fake DVM-Car archives in the real formats: selection, advert-level split, decoding,
-unreadable files, provenance, determinism and resuming after an interruption."""
+"""Preparation on fake DVM-Car archives in the real formats: selection, advert-level split (train, val
+and an optional test split), decoding, unreadable files, provenance, determinism and resuming after
+an interruption."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -23,8 +25,13 @@ _black = [p for p in PHOTOS if p.colour == "Black"]
 # Unreadable files: truncated JPEGs and non-images with a .jpg name, mostly among the Red ones.
 BROKEN = {p.name: (dvmfake.truncated() if i % 2 else dvmfake.NOT_IMAGE) for i, p in enumerate(_red[::6] + _black[5:6])}
 FRONTS = [p for p in PHOTOS if p.adv % 3 == 0]  # confirmed_fronts: a subset, same names
-N_TRAIN, N_VAL, SIZE = 20, 6, 16
+N_TRAIN, N_VAL, N_TEST, SIZE = 20, 6, 6, 16
 ARGS = dict(colours=COLOURS, n_train_per_colour=N_TRAIN, n_val_per_colour=N_VAL, image_size=SIZE, seed=0)
+WITH_TEST = ARGS | {"n_test_per_colour": N_TEST}
+SPLITS = ("train", "val", "test")
+# sha256 of manifest.csv's split, row and name columns made by the code before the test split
+# existed (seeds 0 and 3): with n_test_per_colour 0 the same files must land in the same rows.
+BEFORE_TEST_SPLIT = {0: "bfd4d0741f9c99d9", 3: "13d4c60d76929ca4"}
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +59,43 @@ def reference(data, tmp_path_factory):
     return out, info
 
 
+@pytest.fixture(scope="module")
+def with_test(data, tmp_path_factory):
+    """The uninterrupted run with a test split, from the same sources as `reference`, two workers."""
+    out = tmp_path_factory.mktemp("with_test")
+    info = prepare([data["resized_zip"], data["fronts_tree"]], out, workers=2, **WITH_TEST)
+    return out, info
+
+
 def _load(out):
-    return {
+    loaded = {
         "manifest": pd.read_csv(out / "manifest.csv", keep_default_na=False),
-        "train": np.load(out / "train_images.npy"),
-        "val": np.load(out / "val_images.npy"),
-        "train_labels": np.load(out / "train_labels.npy"),
-        "val_labels": np.load(out / "val_labels.npy"),
         "skipped": pd.read_csv(out / "skipped.csv", keep_default_na=False),
         "info": json.loads((out / "dataset.json").read_text()),
     }
+    for split in SPLITS:
+        loaded[split] = np.load(out / f"{split}_images.npy")
+        loaded[f"{split}_labels"] = np.load(out / f"{split}_labels.npy")
+    return loaded
+
+
+def _manifest_hash(manifest: pd.DataFrame) -> str:
+    return hashlib.sha256(manifest[["split", "row", "name"]].to_csv(index=False).encode()).hexdigest()[:16]
+
+
+def _check_rows(r: dict, split: str) -> None:
+    """Each row of the split's cache holds the file the manifest names, with its label."""
+    m = r["manifest"]
+    part = m[m["split"] == split].sort_values("row")
+    assert part["row"].tolist() == list(range(len(part)))
+    assert np.array_equal(part["label"].to_numpy(), r[f"{split}_labels"])
+    for row in part.itertuples():
+        photo = BY_NAME[row.name]
+        assert row.colour == photo.colour == COLOURS[row.label]
+        assert row.adv_id == photo.adv_id
+        assert row.member == photo.resized_path() and row.archive == "resized_DVM"
+        mean = r[split][row.row].reshape(-1, 3).mean(axis=0)
+        assert np.abs(mean - photo.rgb).max() < 4, (row.name, mean, photo.rgb)  # the right file in the right row
 
 
 # --------------------------------------------------------------------------- counts and contents
@@ -77,21 +111,75 @@ def test_exact_counts_contents_and_advert_split(reference):
     assert counts == {(c, s): n for c in COLOURS for s, n in (("train", N_TRAIN), ("val", N_VAL))}
     assert m["name"].is_unique
     for split in ("train", "val"):
-        part = m[m["split"] == split].sort_values("row")
-        assert part["row"].tolist() == list(range(len(part)))
-        assert np.array_equal(part["label"].to_numpy(), r[f"{split}_labels"])
-        for row in part.itertuples():
-            photo = BY_NAME[row.name]
-            assert row.colour == photo.colour == COLOURS[row.label]
-            assert row.adv_id == photo.adv_id
-            assert row.member == photo.resized_path() and row.archive == "resized_DVM"
-            mean = r[split][row.row].reshape(-1, 3).mean(axis=0)
-            assert np.abs(mean - photo.rgb).max() < 4, (row.name, mean, photo.rgb)  # the right file in the right row
+        _check_rows(r, split)
     train_adv, val_adv = set(m.loc[m.split == "train", "adv_id"]), set(m.loc[m.split == "val", "adv_id"])
     assert not train_adv & val_adv
     assert info["advert_level_split"] is True
     assert info["adverts"] == len(train_adv | val_adv)
-    assert info["adverts_per_split"] == {"train": len(train_adv), "val": len(val_adv)}
+    assert info["adverts_per_split"] == {"train": len(train_adv), "val": len(val_adv), "test": 0}
+
+
+def test_without_a_test_split_train_and_val_are_as_before(reference, data):
+    """n_test_per_colour 0: the very files, rows and pixels of the code before the test split existed,
+    and an empty test split whose files still exist (the workflow's outputs never change)."""
+    out, info = reference
+    r = _load(out)
+    assert _manifest_hash(r["manifest"]) == BEFORE_TEST_SPLIT[0]
+    assert r["test"].shape == (0, SIZE, SIZE, 3) and r["test"].dtype == np.uint8 and len(r["test_labels"]) == 0
+    assert info["n_test_per_colour"] == 0 and info["protocol"] == "val"
+    assert info["images_per_split"] == {"train": 3 * N_TRAIN, "val": 3 * N_VAL, "test": 0}
+    loaded = prep.load_prepared(out)
+    assert loaded["test_images"].shape == (0, SIZE, SIZE, 3) and len(loaded["test_labels"]) == 0
+    listed, _ = dvm.list_images([data["resized_zip"]])
+    assert split_by_advert(listed, COLOURS, N_TRAIN, N_VAL, seed=3).equals(
+        split_by_advert(listed, COLOURS, N_TRAIN, N_VAL, seed=3, n_test=0))
+
+
+def test_seed_3_without_a_test_split_is_as_before(data, tmp_path):
+    prepare([data["resized_zip"]], tmp_path, workers=1, **(ARGS | {"seed": 3}))
+    assert _manifest_hash(_load(tmp_path)["manifest"]) == BEFORE_TEST_SPLIT[3]
+
+
+def test_test_split_exact_counts_contents_and_no_advert_in_two_splits(with_test, reference):
+    out, info = with_test
+    r = _load(out)
+    m = r["manifest"]
+    assert r["test"].shape == (3 * N_TEST, SIZE, SIZE, 3) and r["test"].dtype == np.uint8
+    counts = m.groupby(["colour", "split"]).size().to_dict()
+    assert counts == {(c, s): n for c in COLOURS for s, n in zip(SPLITS, (N_TRAIN, N_VAL, N_TEST))}
+    assert m["name"].is_unique
+    for split in SPLITS:
+        _check_rows(r, split)
+    adverts = {s: set(m.loc[m.split == s, "adv_id"]) for s in SPLITS}
+    assert not adverts["train"] & adverts["val"] and not adverts["train"] & adverts["test"]
+    assert not adverts["val"] & adverts["test"]
+    assert info["advert_level_split"] is True
+    assert info["n_test_per_colour"] == N_TEST and info["protocol"] == "test"
+    assert info["images"] == 3 * (N_TRAIN + N_VAL + N_TEST)
+    assert info["images_per_split"] == {"train": 3 * N_TRAIN, "val": 3 * N_VAL, "test": 3 * N_TEST}
+    assert info["images_per_colour"] == {c: {"train": N_TRAIN, "val": N_VAL, "test": N_TEST} for c in COLOURS}
+    assert info["adverts_per_split"] == {s: len(adverts[s]) for s in SPLITS}
+    assert info["adverts"] == len(adverts["train"] | adverts["val"] | adverts["test"])
+    assert info["cache_bytes"] == 3 * (N_TRAIN + N_VAL + N_TEST) * SIZE * SIZE * 3
+    # the test adverts come from the other end of the shuffled list: val is the val of no test split
+    ref = _load(reference[0])["manifest"]
+    assert m.loc[m.split == "val", "name"].tolist() == ref.loc[ref.split == "val", "name"].tolist()
+    loaded, before = prep.load_prepared(out), prep.load_prepared(reference[0])
+    assert loaded["test_images"].shape[0] == len(loaded["test_labels"]) == 3 * N_TEST
+    assert np.array_equal(loaded["test_labels"], r["test_labels"])
+    assert loaded["fingerprint"] != before["fingerprint"]
+
+
+def test_the_fingerprint_sees_the_test_pixels(with_test, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(with_test[0], out)
+    first = prep.load_prepared(out)["fingerprint"]
+    images = np.load(out / "test_images.npy")
+    images[0] = 255 - images[0]
+    np.save(out / "test_images.npy", images)
+    assert prep.load_prepared(out)["fingerprint"] != first
 
 
 def test_unreadable_files_are_counted_and_replaced(reference, data):
@@ -115,13 +203,14 @@ def test_dataset_json_reports_what_the_report_needs(reference, data):
     out, info = reference
     r = _load(out)
     assert r["info"] == info
-    for key in ("source", "synthetic", "image_size", "colours", "n_train_per_colour", "n_val_per_colour", "images",
+    for key in ("source", "synthetic", "image_size", "colours", "n_train_per_colour", "n_val_per_colour",
+                "n_test_per_colour", "protocol", "images", "images_per_split", "adverts_per_split",
                 "adverts", "advert_level_split", "skipped", "files_seen", "archives", "prepare_seconds",
                 "decode_images_per_s", "decode_images_per_s_per_worker"):
         assert key in info, key
     assert info["source"] == "dvm" and info["synthetic"] is False
     assert info["colours"] == COLOURS and info["images"] == 3 * (N_TRAIN + N_VAL)
-    assert info["images_per_colour"] == {c: {"train": N_TRAIN, "val": N_VAL} for c in COLOURS}
+    assert info["images_per_colour"] == {c: {"train": N_TRAIN, "val": N_VAL, "test": 0} for c in COLOURS}
     non_colours = sum(p.colour in ("Unlisted", "Multicolour") for p in PHOTOS)
     assert info["skipped"] == {"unreadable": len(r["skipped"]), "duplicate_names": len(FRONTS),
                                "not_dvm_names": len(dvmfake.EXTRAS), "outside_viewpoints": 0,
@@ -182,6 +271,61 @@ def test_split_by_advert_is_independent_of_listing_order(data):
         assert not set(part.loc[part.split == "val", "adv_id"]) & set(part.loc[part.split == "train", "adv_id"])
         val = part[part.split == "val"]
         assert N_VAL <= len(val) <= N_VAL + N_VAL // 20 + 2 + 4  # whole adverts plus a small reserve
+
+
+def test_split_by_advert_with_a_test_split(data):
+    a, _ = dvm.list_images([data["resized_zip"]])
+    b, _ = dvm.list_images([data["kaggle"]])
+    pa = split_by_advert(a.iloc[::-1].reset_index(drop=True), COLOURS, N_TRAIN, N_VAL, seed=3, n_test=N_TEST)
+    pb = split_by_advert(b, COLOURS, N_TRAIN, N_VAL, seed=3, n_test=N_TEST)
+    assert pa["name"].str.replace("'", "").tolist() == pb["name"].tolist()
+    assert pa[["split", "rank", "label"]].equals(pb[["split", "rank", "label"]])
+    without = split_by_advert(a, COLOURS, N_TRAIN, N_VAL, seed=3)
+    for colour in COLOURS:
+        part = pa[pa["color"] == colour]
+        adverts = {s: set(part.loc[part.split == s, "adv_id"]) for s in SPLITS}
+        assert not adverts["train"] & adverts["val"] and not adverts["train"] & adverts["test"]
+        assert not adverts["val"] & adverts["test"]
+        test = part[part.split == "test"]
+        assert N_TEST <= len(test) <= N_TEST + N_TEST // 20 + 2 + 4  # whole adverts plus a small reserve
+        assert test["rank"].tolist() == list(range(len(test)))
+        val, before = part[part.split == "val"], without[(without["color"] == colour) & (without.split == "val")]
+        assert val[["name", "rank"]].reset_index(drop=True).equals(before[["name", "rank"]].reset_index(drop=True))
+
+
+def _adverts(colour: str, n_adverts: int, photos: int) -> pd.DataFrame:
+    """A listing of n_adverts adverts of `photos` photos each: whole adverts of one size."""
+    rows = [{"color": colour, "adv_id": f"{colour}$${a}", "name": f"X$$Y$$2010$${colour}$$1_1$${a}$$image_{k}.jpg"}
+            for a in range(n_adverts) for k in range(photos)]
+    return pd.DataFrame(rows)
+
+
+def test_a_test_split_that_does_not_fit_names_the_numbers_and_what_to_change(data, tmp_path):
+    n_red = len(_red)
+    too_many = n_red - N_TRAIN - N_VAL + 1
+    with pytest.raises(DataError, match=rf"colour 'Red' has only {n_red} images but 20 train \+ 6 val \+ "
+                                        rf"{too_many} test = {n_red + 1} are requested; lower n_train_per_colour / "
+                                        rf"n_val_per_colour / n_test_per_colour or drop the colour\."):
+        prepare([data["resized_zip"]], tmp_path,
+                **(WITH_TEST | {"colours": ["Red", "Black"], "n_test_per_colour": too_many}))
+    # 12 images in 3 adverts of 4: 3 val and 3 test take an advert each, leaving 4 for 5 train images
+    listing = _adverts("Red", 3, 4)
+    split_by_advert(listing, ["Red"], 4, 3, seed=0, n_test=3)
+    with pytest.raises(DataError, match=r"colour 'Red': 12 images in 3 adverts cannot be split by advert into "
+                                        r"3 val, 3 test, 5 train images; lower the counts\."):
+        split_by_advert(listing, ["Red"], 5, 3, seed=0, n_test=3)
+
+
+def test_an_advert_under_two_colours_stays_in_one_split():
+    out = pd.DataFrame({"adv_id": ["s", "s", "s", "t", "t", "u"], "label": [1, 0, 2, 0, 1, 0],
+                        "split": pd.Categorical(["test", "val", "train", "test", "train", "train"],
+                                                categories=SPLITS)})
+    kept = prep._one_split_per_advert(out)
+    assert kept[["adv_id", "split"]].astype(str).values.tolist() == [["s", "val"], ["t", "test"], ["u", "train"]]
+    kept["rank"] = 0
+    with pytest.raises(DataError, match=r"colour 'Black': only 1 test images are left once adverts shared with "
+                                        r"another colour's val split are removed; lower n_test_per_colour\."):
+        prep._check_pools(kept.assign(label=[1, 0, 1]), ["Black", "White"], {"train": 0, "val": 0, "test": 2})
 
 
 # --------------------------------------------------------------------------- colour choice and errors
@@ -274,6 +418,33 @@ def test_interrupted_preparation_resumes(reference, data, tmp_path, monkeypatch,
     pd.testing.assert_frame_equal(got["skipped"], ref["skipped"])
     assert got["info"]["skipped"] == ref["info"]["skipped"]
     assert not (tmp_path / ".work").exists()
+
+
+def test_interrupted_in_the_test_split_resumes(with_test, data, tmp_path, monkeypatch):
+    monkeypatch.setattr(prep, "CHUNK", 4)
+    monkeypatch.setattr(prep, "CHECKPOINT_S", 0.0)
+    real, calls = prep._decode_task, {"test": 0}
+
+    def flaky(task):
+        if task[0].endswith("test_images.npy"):
+            calls["test"] += 1
+            if calls["test"] > 2:
+                raise _Interrupt
+        return real(task)
+
+    monkeypatch.setattr(prep, "_decode_task", flaky)
+    sources = [data["resized_zip"], data["fronts_tree"]]
+    with pytest.raises(_Interrupt):
+        prepare(sources, tmp_path, workers=1, **WITH_TEST)
+    assert (tmp_path / ".work" / "test_state.json").exists()
+    monkeypatch.setattr(prep, "_decode_task", real)
+    info = prepare(sources, tmp_path, workers=1, **WITH_TEST)
+    assert 3 * (N_TRAIN + N_VAL) < info["images_resumed"] < info["images"]
+    got, ref = _load(tmp_path), _load(with_test[0])
+    pd.testing.assert_frame_equal(got["manifest"], ref["manifest"])
+    for split in SPLITS:
+        assert np.array_equal(got[split], ref[split]) and np.array_equal(got[f"{split}_labels"], ref[f"{split}_labels"])
+    pd.testing.assert_frame_equal(got["skipped"], ref["skipped"])
 
 
 def test_changed_settings_start_afresh(data, tmp_path, monkeypatch):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -12,13 +12,15 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from carcolor import narrative, plots, render
+from carcolor import narrative, plots, render, stats
+from tests.fixtures import make_tables as fx
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 QMD = ROOT / "report" / "index.qmd"
 CELLS = list(pd.read_csv(FIXTURES / "tables" / "summary.csv")["cell"])
 SYNTHETIC_NOTE = "Note: synthetic data"
+TEST_PROTOCOL = "Protocol: an untouched test split."
 
 
 def _quiet(_msg: str) -> None:
@@ -31,28 +33,42 @@ def _pdf_text(path: Path) -> str:
     return "\n".join(page.extract_text() or "" for page in PdfReader(str(path)).pages)
 
 
-@pytest.fixture(scope="module")
-def synthetic_report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report-synthetic")
-    result = render.render_report(QMD, out, FIXTURES, renderer="fallback", log=_quiet)
-    return {**result, "html_text": Path(result["html"]).read_text(encoding="utf-8"),
-            "pdf_text": _pdf_text(Path(result["pdf"]))}
+def _squash(text: str) -> str:
+    """Text without whitespace, so a phrase matches however the PDF broke its lines."""
+    return re.sub(r"\s+", "", text)
 
 
 @pytest.fixture(scope="module")
-def real_data_report(tmp_path_factory):
-    results = tmp_path_factory.mktemp("results-dvm")
-    shutil.copytree(FIXTURES / "tables", results / "tables")
-    info_path = results / "tables" / "dataset.json"
-    info = json.loads(info_path.read_text())
-    info.update({"source": "dvm", "synthetic": False,
-                 "skipped": {"unreadable": 3, "missing_colour": 12},
-                 "archives": ["/data/dvm/Confirmed_fronts.zip"]})
-    info_path.write_text(json.dumps(info))
-    out = tmp_path_factory.mktemp("report-dvm")
+def this_checkout():
+    """The report's kernel imports carcolor from this checkout, not from wherever the venv's editable
+    install points (a shared venv may belong to another copy of the project)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+        yield
+
+
+def _render(results: Path, out: Path) -> dict:
     result = render.render_report(QMD, out, results, renderer="fallback", log=_quiet)
     return {**result, "html_text": Path(result["html"]).read_text(encoding="utf-8"),
-            "pdf_text": _pdf_text(Path(result["pdf"]))}
+            "pdf_text": _pdf_text(Path(result["pdf"])), "tables": narrative.load_tables(results)}
+
+
+@pytest.fixture(scope="module")
+def synthetic_report(tmp_path_factory, this_checkout):
+    """The 3-seed fixture grid (12 runs, test split), rendered once."""
+    return _render(FIXTURES, tmp_path_factory.mktemp("report-synthetic"))
+
+
+@pytest.fixture(scope="module")
+def one_seed_report(tmp_path_factory, this_checkout):
+    """The fixture grid cut to seed 0 (`grid.seeds: [0]`), presented as real DVM data, rendered once."""
+    results = tmp_path_factory.mktemp("results-one-seed-dvm")
+    tables = fx.only_seeds(fx.read_tables(FIXTURES / "tables"), [0])
+    tables["dataset.json"] = {**tables["dataset.json"], "source": "dvm", "synthetic": False,
+                              "skipped": {"unreadable": 3, "missing_colour": 12},
+                              "archives": ["/data/dvm/Confirmed_fronts.zip"]}
+    fx.write_tables(tables, results / "tables")
+    return _render(results, tmp_path_factory.mktemp("report-one-seed-dvm"))
 
 
 # --------------------------------------------------------------------------- full render
@@ -99,21 +115,44 @@ def test_html_content(synthetic_report):
 
 def test_pdf_content(synthetic_report):
     text = synthetic_report["pdf_text"]
-    squashed = re.sub(r"\s+", "", text)
+    squashed = _squash(text)
     for cell in CELLS:
         assert cell in squashed, cell
     assert "Figure 1" in text and "Figure 6" in text
-    assert re.sub(r"\s+", "", synthetic_report["renderer"]) in squashed
+    assert _squash(synthetic_report["renderer"]) in squashed
     assert "synthetic data" in text
-    assert "@fig-" not in text and "{python}" not in text
+    assert "@fig-" not in text and "{python}" not in text and "$t_" not in text
 
 
-def test_real_data_has_no_synthetic_note(real_data_report):
-    assert SYNTHETIC_NOTE not in real_data_report["html_text"]
-    assert "synthetic data" not in real_data_report["pdf_text"]
-    assert "15 (3 unreadable and 12 missing colour)" in real_data_report["html_text"]
-    for cell in CELLS:
-        assert cell in real_data_report["html_text"]
+@pytest.mark.parametrize("report", ["synthetic_report", "one_seed_report"])
+def test_pdf_names_every_verdict_and_the_protocol(report, request):
+    """Every row of comparisons.csv is in the PDF with its verdict, and the protocol is named."""
+    rendered = request.getfixturevalue(report)
+    squashed = _squash(rendered["pdf_text"])
+    comparisons = rendered["tables"].comparisons
+    split = narrative.score_split(rendered["tables"].summary)
+    assert len(comparisons) == 14
+    for _, row in comparisons.iterrows():
+        assert _squash(narrative.verdict_key(row, split)) in squashed, narrative.verdict_key(row, split)
+    assert _squash(TEST_PROTOCOL) in squashed
+    assert _squash(narrative.verdict_summary(comparisons)) in squashed
+
+
+def test_pdf_shows_verdict_kinds(synthetic_report, one_seed_report):
+    three = _squash(synthetic_report["pdf_text"])
+    assert all(v in three for v in ("supported", "contradicted", "inconclusive"))
+    assert "±" in synthetic_report["pdf_text"]  # tables show mean ± half-width
+    one = _squash(one_seed_report["pdf_text"])
+    assert one.count(_squash("inconclusive: one seed")) >= 2 * 14  # the table and the sentences
+    assert not re.search(r"(Adam|MobileNetV2|var\(Adam\)):(supported|contradicted)", one)
+
+
+def test_real_data_has_no_synthetic_note(one_seed_report):
+    assert SYNTHETIC_NOTE not in one_seed_report["html_text"]
+    assert "synthetic data" not in one_seed_report["pdf_text"]
+    assert "15 (3 unreadable and 12 missing colour)" in one_seed_report["html_text"]
+    for cell in one_seed_report["tables"].summary["cell"]:
+        assert cell in one_seed_report["html_text"]
 
 
 def test_failing_cell_is_named(tmp_path):
@@ -252,22 +291,39 @@ def test_table_captions_are_numbered():
 # --------------------------------------------------------------------------- figures on partial grids
 
 
-def test_plots_on_partial_grid():
-    t = narrative.load_tables(FIXTURES)
-    keep = {"mobilenet_v2-adam-s0", "mobilenet_v1-adam-s0"}
-    sub = {name: getattr(t, name)[getattr(t, name)["cell"].isin(keep)]
-           for name in ("epochs", "summary", "per_class", "confusion")}
-    figs = [
-        plots.loss_curves(sub["epochs"]),
-        plots.f1_curves(sub["epochs"], sub["summary"]),
-        plots.time_comparison(sub["summary"], sub["epochs"]),
-        plots.time_breakdown(sub["epochs"], sub["summary"]),
-        plots.per_class_f1(sub["per_class"], sub["summary"]),
-        plots.confusion_matrix(sub["confusion"], narrative.best_cell(sub["summary"])),
+def _figures(t: dict) -> list:
+    return [
+        plots.loss_curves(t["epochs"]),
+        plots.f1_curves(t["epochs"]),
+        plots.time_comparison(t["summary"]),
+        plots.time_breakdown(t["epochs"]),
+        plots.per_class_f1(t["per_class"]),
+        plots.confusion_matrix(t["confusion"], *narrative.best_pair(t["summary"])),
     ]
-    assert all(isinstance(f, Figure) for f in figs)
-    with pytest.raises(ValueError, match="no confusion rows"):
-        plots.confusion_matrix(sub["confusion"], "mobilenet_v2-adamax-s0")
+
+
+@pytest.mark.parametrize("seeds", [(0, 1, 2), (0,)])
+def test_plots_on_partial_grid(seeds):
+    tables = fx.only_seeds(fx.read_tables(FIXTURES / "tables"), seeds)
+    adam = {name: frame[frame["optimizer"] == "adam"] for name, frame in tables.items()
+            if isinstance(frame, pd.DataFrame) and "optimizer" in frame.columns}
+    assert all(isinstance(f, Figure) for f in _figures(adam))
+    with pytest.raises(ValueError, match="no confusion rows for MobileNetV2 \\+ Adamax"):
+        plots.confusion_matrix(adam["confusion"], "mobilenet_v2", "adamax")
+
+
+def test_bands_are_means_over_seeds():
+    tables = fx.read_tables(FIXTURES / "tables")
+    bands = plots.epoch_bands(tables["epochs"], "val", "loss")
+    assert len(bands) == 4 * 6 and set(bands["n"]) == {3}
+    runs = tables["epochs"][(tables["epochs"]["cell"].str.startswith("mobilenet_v1-adam-"))
+                            & (tables["epochs"]["split"] == "val") & (tables["epochs"]["epoch"] == 2)]
+    row = bands[(bands["arch"] == "mobilenet_v1") & (bands["optimizer"] == "adam") & (bands["epoch"] == 2)].iloc[0]
+    assert (row["mean"], row["half"]) == pytest.approx(stats.mean_band(runs["loss"]))
+    per_colour = plots.per_class_bands(tables["per_class"])
+    assert len(per_colour) == 4 * 11 and per_colour["half"].notna().all()
+    one = plots.per_class_bands(fx.only_seeds(tables, [0])["per_class"])
+    assert one["half"].isna().all()
 
 
 # --------------------------------------------------------------------------- quarto path (with a stand-in)

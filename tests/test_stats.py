@@ -210,3 +210,17 @@ def test_mean_band():
     mean, half = stats.mean_band([0.2, 0.2, 0.2])
     assert mean == pytest.approx(0.2) and half == 0.0
     assert all(math.isnan(v) for v in stats.mean_band([]))
+
+
+def test_t_quantile_and_variance_ratio_factor_match_the_intervals():
+    assert stats.t_quantile(3) == pytest.approx(4.302653, abs=1e-6)
+    assert math.isnan(stats.t_quantile(1))
+    assert stats.variance_ratio_factor(3, 3) == pytest.approx(39.0, abs=1e-9)
+    assert math.isnan(stats.variance_ratio_factor(1, 3))
+    # the factors are the ones the intervals use
+    d = stats.paired_difference([1.0, 2.5, 2.0], [0.0, 0.0, 0.0])
+    sd = float(np.std([1.0, 2.5, 2.0], ddof=1))
+    assert d["high"] - d["estimate"] == pytest.approx(stats.t_quantile(3) * sd / math.sqrt(3))
+    r = stats.variance_ratio([1.0, 2.0, 4.0, 3.0], [1.0, 1.5, 3.0])
+    assert r["high"] / r["estimate"] == pytest.approx(stats.variance_ratio_factor(4, 3))
+    assert r["estimate"] / r["low"] == pytest.approx(stats.variance_ratio_factor(3, 4))

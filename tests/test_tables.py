@@ -1,11 +1,12 @@
-"""Tidy tables: per-cell summaries, per-class scores, confusion counts, dataset counts."""
+"""Tidy tables: per-cell summaries, per-class scores, confusion counts, dataset counts, comparisons."""
 import json
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from carcolor import tables
+from carcolor import claims, tables
 
 KEYS = {"cell": "m-adam-s0", "arch": "m", "optimizer": "adam", "seed": 0}
 
@@ -34,9 +35,62 @@ def test_summary_picks_best_and_final_epoch():
     assert set(row) == set(tables.SUMMARY_COLUMNS)
 
 
+def _hand_made(val_f1=(0.2, 0.6, 0.6, 0.5), val_loss=(1.0, 0.8, 0.9, 0.6), keys=KEYS, test=True):
+    """Four epochs with train seconds 10, 12, 14, 16 and optimizer_s 1, 2, 3, 4; test rows optional."""
+    rows = []
+    for epoch, (f1, loss) in enumerate(zip(val_f1, val_loss), start=1):
+        common = {**keys, "epoch": epoch, "images_per_s": 1.0}
+        rows.append({**common, "split": "train", "loss": 2.0 / epoch, "f1_macro": f1 / 2, "accuracy": f1 / 2,
+                     "seconds": 8.0 + 2 * epoch, "data_s": 1.0, "forward_backward_s": 5.0 + epoch,
+                     "optimizer_s": float(epoch)})
+        held_out = {"data_s": np.nan, "forward_backward_s": np.nan, "optimizer_s": np.nan}
+        rows.append({**common, "split": "val", "loss": loss, "f1_macro": f1, "accuracy": f1 + 0.01, "seconds": 2.0,
+                     **held_out})
+        if test:
+            rows.append({**common, "split": "test", "loss": 10.0 + epoch, "f1_macro": 0.1 * epoch,
+                         "accuracy": 0.1 * epoch + 0.05, "seconds": 3.0, **held_out})
+    return pd.DataFrame(rows)
+
+
+INFO = {**KEYS, "params": 10, "macs": 20, "image_size": 32, "batch_size": 10, "lr": 0.1, "train_images": 105,
+        "device": "cpu (2 threads)", "test_images": 24}
+
+
+def test_summary_scores_the_test_split_at_the_epoch_chosen_on_val():
+    row = tables.summarise(_hand_made(), INFO)
+    assert row["best_epoch"] == 2 and row["best_val_f1_macro"] == 0.6  # epochs 2 and 3 tie: the earliest
+    assert row["score_split"] == "test"
+    assert (row["score_f1_macro"], row["score_accuracy"], row["score_loss"]) == pytest.approx((0.2, 0.25, 12.0))
+    assert row["test_images"] == 24
+    assert row["train_epoch_seconds"] == pytest.approx((10 + 12 + 14 + 16) / 4)
+    assert row["optimizer_step_ms"] == pytest.approx((1 + 2 + 3 + 4) / (105 // 10 * 4) * 1000)  # 250 ms
+    # val-loss changes ending in epochs 3 and 4: +0.1 and -0.3, population sd 0.2
+    assert row["val_loss_change_sd"] == pytest.approx(0.2)
+    # the lab's times: training plus the val pass, not the extra test pass
+    assert row["train_seconds"] == pytest.approx(52 + 4 * 2.0) and row["mean_epoch_seconds"] == pytest.approx(15.0)
+    assert row["final_val_f1_macro"] == 0.5 and row["final_val_loss"] == 0.6
+    assert set(row) == set(tables.SUMMARY_COLUMNS)
+
+
+def test_summary_without_a_test_split_scores_val():
+    row = tables.summarise(_hand_made(test=False), {**INFO, "test_images": 0})
+    assert row["score_split"] == "val" and row["best_epoch"] == 2
+    assert (row["score_f1_macro"], row["score_accuracy"], row["score_loss"]) == pytest.approx((0.6, 0.61, 0.8))
+    assert row["score_f1_macro"] == row["best_val_f1_macro"] and row["test_images"] == 0
+
+
+def test_optimizer_step_time_is_unknown_without_the_timing_breakdown():
+    metrics = _hand_made()
+    metrics["optimizer_s"] = np.nan
+    row = tables.summarise(metrics, INFO)
+    assert math.isnan(row["optimizer_step_ms"]) and row["train_epoch_seconds"] == pytest.approx(13.0)
+
+
 def test_per_class_and_confusion_are_complete():
-    preds = pd.DataFrame({"label": [0, 0, 1, 2, 2, 2], "pred": [0, 1, 1, 2, 2, 0]})
+    preds = pd.DataFrame({"split": "test", "label": [0, 0, 1, 2, 2, 2], "pred": [0, 1, 1, 2, 2, 0]})
     scores, confusion = tables.per_class(preds, ["Red", "Blue", "Grey"], KEYS)
+    assert (scores["split"] == "test").all() and (confusion["split"] == "test").all()
+    assert list(scores.columns[:6]) == tables.KEYS + ["split", "colour"]
     assert list(scores["colour"]) == ["Red", "Blue", "Grey"]
     assert scores.set_index("colour").loc["Grey", "recall"] == pytest.approx(2 / 3)
     assert len(confusion) == 9 and confusion["count"].sum() == 6
@@ -44,15 +98,57 @@ def test_per_class_and_confusion_are_complete():
 
 
 def test_dataset_table_counts_images_and_adverts_in_class_order():
-    manifest = pd.DataFrame({"split": ["train", "train", "val", "train", "val"], "label": [1, 1, 1, 0, 0],
-                             "colour": ["Red", "Red", "Red", "Blue", "Blue"], "name": list("abcde"),
-                             "adv_id": ["1", "1", "2", "3", "4"]})
+    manifest = pd.DataFrame({"split": ["test", "train", "train", "val", "train", "val"], "label": [1, 1, 1, 1, 0, 0],
+                             "colour": ["Red", "Red", "Red", "Red", "Blue", "Blue"], "name": list("fabcde"),
+                             "adv_id": ["5", "1", "1", "2", "3", "4"]})
     table = tables.dataset_table(manifest)
     assert table.to_dict("records") == [
         {"colour": "Blue", "split": "train", "images": 1, "adverts": 1},
         {"colour": "Blue", "split": "val", "images": 1, "adverts": 1},
         {"colour": "Red", "split": "train", "images": 2, "adverts": 1},
-        {"colour": "Red", "split": "val", "images": 1, "adverts": 1}]
+        {"colour": "Red", "split": "val", "images": 1, "adverts": 1},
+        {"colour": "Red", "split": "test", "images": 1, "adverts": 1}]
+
+
+def _write_run(run_dir, keys, metrics, labels):
+    run_dir.mkdir(parents=True)
+    metrics.to_csv(run_dir / "metrics.csv", index=False)
+    (run_dir / "summary.json").write_text(json.dumps({**INFO, **keys, "score_split": "test", "selected_epoch": 2}))
+    preds = pd.DataFrame({"split": "test", "epoch": 2, "row": range(len(labels)), "label": labels,
+                          "pred": labels[::-1]})
+    preds.to_csv(run_dir / "predictions.csv", index=False)
+
+
+def test_collect_writes_every_table_and_one_seed_decides_nothing(tmp_path):
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    info = {"colours": ["Red", "Blue"], "n_val_per_colour": 1, "n_test_per_colour": 1, "protocol": "test",
+            "decode_images_per_s": 1.0}
+    (prepared / "dataset.json").write_text(json.dumps(info))
+    pd.DataFrame({"split": ["train", "val", "test", "train", "val", "test"], "label": [0, 0, 0, 1, 1, 1],
+                  "colour": ["Red"] * 3 + ["Blue"] * 3, "name": list("abcdef"),
+                  "adv_id": list("123456")}).to_csv(prepared / "manifest.csv", index=False)
+    runs = []
+    for arch in ("mobilenet_v2", "mobilenet_v1"):
+        for opt in ("adam", "adamax"):
+            keys = {"cell": f"{arch}-{opt}-s0", "arch": arch, "optimizer": opt, "seed": 0}
+            runs.append(tmp_path / "runs" / keys["cell"])
+            _write_run(runs[-1], keys, _hand_made(keys=keys), np.array([0, 0, 1, 1]))
+    paths = tables.collect(runs, prepared, tmp_path / "tables")
+    assert set(paths) == {"epochs", "summary", "per_class", "confusion", "dataset", "dataset_json", "comparisons"}
+    compared = pd.read_csv(paths["comparisons"])
+    assert list(compared.columns) == claims.COLUMNS
+    assert len(compared) == 14 and set(compared["verdict"]) == {"inconclusive"}  # one seed decides nothing
+    assert set(compared["n_seeds"]) == {1} and compared["low"].isna().all()
+    summary = pd.read_csv(paths["summary"])
+    assert list(summary.columns) == tables.SUMMARY_COLUMNS and set(summary["score_split"]) == {"test"}
+    epochs = pd.read_csv(paths["epochs"])
+    assert (epochs["split"] == "test").sum() == 4 * 4
+    for name in ("per_class", "confusion"):
+        assert set(pd.read_csv(paths[name])["split"]) == {"test"}
+    assert set(pd.read_csv(paths["dataset"])["split"]) == {"train", "val", "test"}
+    meta = json.loads(paths["dataset_json"].read_text())
+    assert meta["n_test_per_colour"] == 1 and meta["protocol"] == "test" and "decode_images_per_s" not in meta
 
 
 def test_collect_names_a_missing_run(tmp_path):

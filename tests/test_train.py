@@ -1,4 +1,5 @@
-"""Training one cell (carcolor.train) on a tiny random cache: outputs, determinism, resume, errors."""
+"""Training one cell (carcolor.train) on a tiny random cache: outputs, determinism, resume, errors, and
+the protocol: epoch chosen on val, an optional test split scored at that epoch and nowhere else."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,14 +11,18 @@ import pandas as pd
 import pytest
 import torch
 
+from sklearn.metrics import f1_score
+
 from carcolor import tables, train
 
 CLASSES = ["Black", "White", "Red", "Blue"]
 METRIC_COLUMNS = ["loss", "f1_macro", "accuracy"]
 
 
-def _data(n_per_class: int = 16, n_val_per_class: int = 4, size: int = 32, seed: int = 0) -> dict:
-    """4 classes x 16 training images at 32 px, each class a noisy flat colour."""
+def _data(n_per_class: int = 16, n_val_per_class: int = 4, size: int = 32, seed: int = 0,
+          n_test_per_class: int = 0) -> dict:
+    """4 classes x 16 training images at 32 px, each class a noisy flat colour; the test split, when
+    asked for, is drawn after the others, so train and val are the same with or without it."""
     rng = np.random.default_rng(seed)
     palette = np.array([[20, 20, 20], [235, 235, 235], [200, 30, 30], [30, 40, 200]])
 
@@ -28,8 +33,11 @@ def _data(n_per_class: int = 16, n_val_per_class: int = 4, size: int = 32, seed:
 
     train_images, train_labels = split(n_per_class)
     val_images, val_labels = split(n_val_per_class)
-    return {"train_images": train_images, "train_labels": train_labels, "val_images": val_images,
+    data = {"train_images": train_images, "train_labels": train_labels, "val_images": val_images,
             "val_labels": val_labels, "classes": CLASSES, "info": {}}
+    if n_test_per_class:
+        data["test_images"], data["test_labels"] = split(n_test_per_class)
+    return data
 
 
 def _cfg(**train_settings) -> train.TrainConfig:
@@ -51,8 +59,34 @@ def reference(data, tmp_path_factory):
     return out, summary, pd.read_csv(out / "metrics.csv")
 
 
+@pytest.fixture(scope="module")
+def with_test(tmp_path_factory):
+    """The reference run's data plus a test split of 6 images per class, one uninterrupted run."""
+    data = _data(n_test_per_class=6)
+    out = tmp_path_factory.mktemp("with_test")
+    summary = train.run(_cfg(), data, out, log=lambda *a: None)
+    return data, out, summary, pd.read_csv(out / "metrics.csv")
+
+
 def _quiet(*_):
     pass
+
+
+def _chosen_epoch(metrics: pd.DataFrame) -> int:
+    """The best val macro-F1's epoch, the earliest on ties."""
+    val = metrics[metrics["split"] == "val"].sort_values("epoch")
+    return int(val.loc[val["f1_macro"] == val["f1_macro"].max(), "epoch"].iloc[0])
+
+
+def _check_predictions(preds: pd.DataFrame, metrics: pd.DataFrame, labels: np.ndarray, split: str) -> None:
+    """predictions.csv holds `split`'s predictions made at the chosen epoch: its scores are that row's."""
+    epoch = _chosen_epoch(metrics)
+    assert (preds["split"] == split).all() and (preds["epoch"] == epoch).all()
+    assert np.array_equal(preds["label"], labels) and preds["row"].tolist() == list(range(len(labels)))
+    row = metrics[(metrics["split"] == split) & (metrics["epoch"] == epoch)].iloc[0]
+    assert (preds["pred"] == preds["label"]).mean() == pytest.approx(row["accuracy"], abs=1e-12)
+    f1 = f1_score(preds["label"], preds["pred"], average="macro", labels=list(range(len(CLASSES))), zero_division=0)
+    assert f1 == pytest.approx(row["f1_macro"], abs=1e-12)
 
 
 def test_outputs_have_the_expected_columns(reference, data):
@@ -61,11 +95,16 @@ def test_outputs_have_the_expected_columns(reference, data):
     assert list(metrics[["epoch", "split"]].itertuples(index=False, name=None)) == [
         (1, "train"), (1, "val"), (2, "train"), (2, "val")]
     preds = pd.read_csv(out / "predictions.csv")
-    assert list(preds.columns) == ["row", "label", "pred", "true_colour", "pred_colour", "confidence"]
+    assert list(preds.columns) == ["split", "epoch", "row", "label", "pred", "true_colour", "pred_colour",
+                                   "confidence"]
     assert len(preds) == len(data["val_labels"]) and preds["confidence"].between(0, 1).all()
+    _check_predictions(preds, metrics, data["val_labels"], "val")  # no test split: val is scored
     saved = json.loads((out / "summary.json").read_text())
+    assert saved["score_split"] == "val" and saved["test_images"] == 0
+    assert saved["selected_epoch"] == _chosen_epoch(metrics)
     for key in ("cell", "arch", "optimizer", "seed", "epochs", "params", "macs", "image_size", "batch_size", "lr",
-                "train_images", "val_images", "device", "amp", "compile", "channels_last", "data_on_device",
+                "train_images", "val_images", "test_images", "score_split", "selected_epoch",
+                "device", "amp", "compile", "channels_last", "data_on_device",
                 "threads", "optimizer_impl", "timing_breakdown", "deterministic", "input_dtype", "eval_batch_size",
                 "keep_freed_memory",
                 "config"):
@@ -76,6 +115,68 @@ def test_outputs_have_the_expected_columns(reference, data):
     assert torch.load(out / "checkpoint.pt", weights_only=False)["complete"] is True
     row = tables.summarise(metrics, saved)  # what collect makes of it
     assert set(tables.SUMMARY_COLUMNS) <= set(row)
+
+
+def test_a_test_split_is_scored_at_the_epoch_chosen_on_val(with_test):
+    data, out, summary, metrics = with_test
+    assert list(metrics[["epoch", "split"]].itertuples(index=False, name=None)) == [
+        (1, "train"), (1, "val"), (1, "test"), (2, "train"), (2, "val"), (2, "test")]
+    test, val = metrics[metrics["split"] == "test"], metrics[metrics["split"] == "val"]
+    assert test[list(train.PHASES)].isna().all().all() and test[METRIC_COLUMNS].notna().all().all()
+    assert (test["seconds"] > 0).all() and (test["images_per_s"] > 0).all()
+    assert not np.array_equal(test["loss"].to_numpy(), val["loss"].to_numpy())  # other images, other loss
+    preds = pd.read_csv(out / "predictions.csv")
+    assert len(preds) == len(data["test_labels"]) == 24
+    _check_predictions(preds, metrics, data["test_labels"], "test")
+    assert summary["score_split"] == "test" and summary["test_images"] == 24
+    assert summary["selected_epoch"] == _chosen_epoch(metrics)
+    assert json.loads((out / "summary.json").read_text())["selected_epoch"] == summary["selected_epoch"]
+
+
+def test_a_test_split_changes_no_training_number(with_test, reference):
+    """Train and val rows are bit-identical with and without a test split on the same data."""
+    _, _, _, metrics = with_test
+    _, _, without = reference
+    kept = metrics[metrics["split"] != "test"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept[["epoch", "split"] + METRIC_COLUMNS],
+                                  without[["epoch", "split"] + METRIC_COLUMNS], check_exact=True)
+
+
+def test_the_epoch_is_chosen_on_val_only_earliest_on_ties():
+    chosen = train.no_selection()
+    history = [(0.5, 0.9), (0.7, 0.1), (0.7, 0.95), (0.6, 0.99)]  # (val F1, test F1) per epoch
+    for epoch, (val_f1, test_f1) in enumerate(history, start=1):
+        pred = np.full(3, epoch)
+        chosen = train.select(chosen, epoch, {"f1_macro": val_f1, "test_f1": test_f1}, pred, pred / 10)
+    assert chosen["epoch"] == 2 and chosen["val_f1_macro"] == 0.7
+    assert chosen["pred"].tolist() == [2, 2, 2] and chosen["prob"].tolist() == [0.2, 0.2, 0.2]
+
+
+def test_an_empty_test_split_is_no_test_split(data):
+    empty = {**data, "test_images": data["val_images"][:0], "test_labels": data["val_labels"][:0]}
+    assert train.score_split(empty) == "val" and train.score_split(data) == "val"
+    assert train.score_split(_data(n_test_per_class=1)) == "test"
+
+
+def test_resume_with_a_test_split_gives_the_uninterrupted_result(with_test, tmp_path, monkeypatch):
+    data, out, _, uninterrupted = with_test
+    _stop_after_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(_cfg(), data, tmp_path, log=_quiet)
+    monkeypatch.undo()
+    calls = _count_epochs(monkeypatch)
+    train.run(_cfg(), data, tmp_path, log=_quiet)
+    assert len(calls) == 1
+    columns = ["epoch", "split"] + METRIC_COLUMNS
+    pd.testing.assert_frame_equal(uninterrupted[columns], pd.read_csv(tmp_path / "metrics.csv")[columns],
+                                  check_exact=True)
+    # the predictions of the chosen epoch come back from the checkpoint, even if it was epoch 1
+    assert (tmp_path / "predictions.csv").read_bytes() == (out / "predictions.csv").read_bytes()
+    for name in ("metrics.csv", "predictions.csv", "summary.json"):  # Snakemake deletes them before a re-run
+        (tmp_path / name).unlink()
+    train.run(_cfg(), data, tmp_path, log=_quiet)
+    assert len(calls) == 1  # the complete checkpoint is not trained again
+    assert (tmp_path / "predictions.csv").read_bytes() == (out / "predictions.csv").read_bytes()
 
 
 def test_timing_breakdown_adds_up(reference):
@@ -307,3 +408,4 @@ def test_gpu_check_without_a_gpu_and_its_cpu_smoke(repo, capsys):
     assert gpu_check.main(["--cpu-smoke", "--archs", "mobilenet_v1"]) == 0
     out = capsys.readouterr().out
     assert "mobilenet_v1   eager" in out and "mobilenet_v1   compiled" in out
+

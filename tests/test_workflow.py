@@ -18,7 +18,7 @@ import pytest
 from tests.flow import CELLS, planned, snakemake, snakemake_cmd
 
 pytestmark = pytest.mark.workflow
-TRAIN_ALL = {"train_cell": 4, "collect_tables": 1, "render_report": 1}
+TRAIN_ALL = {"train_cell": len(CELLS), "collect_tables": 1, "render_report": 1}
 
 
 def test_lint_reports_nothing_but_conda_environments(repo, tmp_path, tool_env):
@@ -52,7 +52,7 @@ def test_every_cell_has_its_executed_notebook_and_results(smoke_run):
         assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
         for name in ("metrics.csv", "predictions.csv", "summary.json", "checkpoint.pt", "provenance.json"):
             assert (folder / name).stat().st_size > 0
-        assert json.loads((folder / "summary.json").read_text())["threads"] == 2  # train.threads, not --cores
+        assert json.loads((folder / "summary.json").read_text())["threads"] == 1  # train.threads, not --cores
         log = (smoke_run / "results" / "logs" / "train_cell" / f"{cell}.log").read_text()
         assert f"[{cell}] epoch 2/2" in log  # the per-epoch progress line
 
@@ -63,8 +63,8 @@ def test_tidy_tables(smoke_run):
     for col in ["arch", "optimizer", "seed", "epoch", "split", "loss", "f1_macro", "accuracy", "seconds",
                 "images_per_s"]:
         assert col in epochs.columns
-    assert len(epochs) == len(CELLS) * 2 * 2  # cells x epochs x splits
-    assert set(epochs["cell"]) == set(CELLS) and set(epochs["split"]) == {"train", "val"}
+    assert len(epochs) == len(CELLS) * 2 * 3  # cells x epochs x splits
+    assert set(epochs["cell"]) == set(CELLS) and set(epochs["split"]) == {"train", "val", "test"}
     assert epochs[["loss", "f1_macro", "accuracy", "seconds", "images_per_s"]].notna().all().all()
     summary = pd.read_csv(tables / "summary.csv")
     assert list(summary["cell"]) == CELLS
@@ -75,11 +75,29 @@ def test_tidy_tables(smoke_run):
     per_class = pd.read_csv(tables / "per_class.csv")
     assert len(per_class) == len(CELLS) * 4
     confusion = pd.read_csv(tables / "confusion.csv")
-    assert confusion.groupby("cell")["count"].sum().eq(4 * 6).all()  # 4 colours x 6 val images
+    assert confusion.groupby("cell")["count"].sum().eq(4 * 6).all()  # 4 colours x 6 test images
+    assert set(confusion["split"]) == {"test"} and set(summary["score_split"]) == {"test"}
     dataset = pd.read_csv(tables / "dataset.csv")
-    assert dataset.groupby("split")["images"].sum().to_dict() == {"train": 64, "val": 24}
+    assert dataset.groupby("split")["images"].sum().to_dict() == {"train": 64, "val": 24, "test": 24}
     info = json.loads((tables / "dataset.json").read_text())
-    assert info["synthetic"] is True and info["advert_level_split"] is True
+    assert info["synthetic"] is True and info["advert_level_split"] is True and info["protocol"] == "test"
+
+
+def test_comparisons_can_be_recomputed_from_the_summary(smoke_run):
+    """Every difference and interval of comparisons.csv follows from summary.csv by the stated method."""
+    from carcolor import stats
+
+    tables = smoke_run / "results" / "tables"
+    summary, comparisons = pd.read_csv(tables / "summary.csv"), pd.read_csv(tables / "comparisons.csv")
+    assert set(comparisons["n_seeds"]) == {2}
+    row = comparisons[(comparisons["claim_id"] == "adamax-better")
+                      & (comparisons["held_fixed"] == "arch=mobilenet_v2")].iloc[0]
+    side = summary[summary["arch"] == "mobilenet_v2"].set_index(["optimizer", "seed"])["score_f1_macro"]
+    again = stats.paired_difference(side["adamax"].sort_index(), side["adam"].sort_index())
+    assert row["estimate"] == pytest.approx(again["estimate"]) and row["low"] == pytest.approx(again["low"])
+    assert row["high"] == pytest.approx(again["high"]) and row["method"] == again["method"]
+    for _, r in comparisons.iterrows():
+        assert r["verdict"] == stats.verdict(r["low"], r["high"], expect=r["expect"]), r.to_dict()
 
 
 def test_report_html_and_pdf(smoke_run):
@@ -94,6 +112,9 @@ def test_report_html_and_pdf(smoke_run):
     for cell in CELLS:
         assert cell in flat, cell
     assert "synthetic" in flat.lower()
+    verdicts = pd.read_csv(smoke_run / "results" / "tables" / "comparisons.csv")["verdict"]
+    for verdict in set(verdicts):
+        assert verdict in flat.lower(), verdict
     assert not (smoke_run / "results" / ".report.build").exists()  # the renderer's work folder is gone
 
 
@@ -114,10 +135,10 @@ def _override(tmp_path, name: str, text: str) -> list:
     ("epochs", "train: {epochs: 3}", TRAIN_ALL),
     ("lr", "train: {lr: 0.001}", TRAIN_ALL),
     ("kwargs", "train: {optimizer_kwargs: {betas: [0.8, 0.99]}}", TRAIN_ALL),
-    ("threads", "train: {threads: 1}", TRAIN_ALL),
+    ("threads", "train: {threads: 2}", TRAIN_ALL),
     ("image_size", "data: {image_size: 24}", {"prepare_dataset": 1, **TRAIN_ALL}),
     ("synthetic_seed", "synthetic: {seed: 1}", {"generate_synthetic": 1, "prepare_dataset": 1, **TRAIN_ALL}),
-    ("new_seed", "grid: {seeds: [0, 1]}", TRAIN_ALL),  # the four new cells, then tables and report
+    ("new_seed", "grid: {seeds: [0, 1, 2]}", {**TRAIN_ALL, "train_cell": 4}),  # the 4 new cells only
     ("one_arch", "grid: {archs: [mobilenet_v2]}", {"collect_tables": 1, "render_report": 1}),
 ])
 def test_a_changed_setting_reruns_exactly_what_depends_on_it(repo, smoke_run, tool_env, tmp_path, name, text, plan):
@@ -165,7 +186,11 @@ def test_the_workflow_uses_its_own_checkout(repo, tmp_path, tool_env):
                          capture_output=True, text=True, env=tool_env)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
-    assert planned(out)["train_cell"] == 2  # the copy's config: one architecture
+    from carcolor import config as cfgmod
+
+    cells = cfgmod.cells(cfgmod.load(config))
+    assert {c.arch for c in cells} == {"mobilenet_v2"}
+    assert planned(out)["train_cell"] == len(cells)  # the copy's config: one architecture
     assert "results/copy/index.html" in text  # the copy's package
     assert str(copy / "experiments" / "train.ipynb") in text and str(repo / "experiments") not in text
 
