@@ -225,7 +225,7 @@ def pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
 BAND_COLUMNS = ("score_f1_macro", "score_accuracy", "score_loss", "best_val_f1_macro", "final_val_f1_macro",
                 "final_val_accuracy", "final_val_loss", "train_seconds", "mean_epoch_seconds",
                 "train_epoch_seconds", "optimizer_step_ms", "images_per_s", "optimizer_s", "params", "macs",
-                "val_loss_change_sd")
+                "val_loss_change_sd", "compile_s")
 
 
 def combos(summary: pd.DataFrame) -> pd.DataFrame:
@@ -447,6 +447,8 @@ def time_table(summary: pd.DataFrame, device: bool | None = None) -> pd.DataFram
             "Images/s (train)": fmt_band(r["images_per_s"], r["images_per_s_hw"], lambda x: f"{x:.1f}"),
             "Time per run": fmt_band(r["train_seconds"], r["train_seconds_hw"], fmt_duration),
         }
+        if "compile_s" in r and pd.notna(r["compile_s"]):
+            row["Warm-up (s)"] = fmt_band(r["compile_s"], r["compile_s_hw"], lambda x: f"{x:.2f}")
         if device:
             runs = summary[(summary["arch"] == r["arch"]) & (summary["optimizer"] == r["optimizer"])]
             row["Device"] = _join(devices(runs))

@@ -22,7 +22,7 @@ SUMMARY_COLUMNS = KEYS + ["epochs", "params", "macs", "image_size", "batch_size"
                           "best_val_f1_macro", "best_epoch", "final_val_f1_macro", "final_val_accuracy",
                           "final_val_loss", "train_seconds", "mean_epoch_seconds", "images_per_s",
                           "optimizer_s", "device", "score_split", "score_f1_macro", "score_accuracy", "score_loss",
-                          "train_epoch_seconds", "optimizer_step_ms", "val_loss_change_sd", "test_images"]
+                          "train_epoch_seconds", "optimizer_step_ms", "val_loss_change_sd", "test_images", "compile_s"]
 SPLITS = ("train", "val", "test")  # the order of prepare's splits, for dataset.csv
 
 
@@ -83,6 +83,8 @@ def summarise(metrics: pd.DataFrame, info: dict) -> dict:
         "optimizer_step_ms": optimizer_step_ms(train, info["train_images"], info["batch_size"]),
         "val_loss_change_sd": float(spread.iloc[0]),
         "test_images": int(info.get("test_images", 0)),
+        # the warm-up before epoch 1 (compilation, or the CPU's first step), outside every time above
+        "compile_s": float(info.get("compile_s", float("nan"))),
     }
 
 

@@ -332,6 +332,38 @@ def evaluate(model, criterion, batches, rt: Runtime, *, n_classes: int) -> tuple
     return metrics, y_pred, torch.cat(probs).cpu().numpy()
 
 
+def warm_up(model, step_model, criterion, rt: Runtime, *, batch_size: int, image_size: int) -> float:
+    """One untimed forward and backward pass before epoch 1; returns its seconds (`compile_s`).
+
+    With torch.compile this is where the graph is compiled (and, on CUDA, cuDNN autotuned); on the CPU
+    it is the first step's one-off cost. Either way it stays out of every epoch's time and throughput,
+    so the first cell of an architecture (cold compile cache) is not slower for a reason that has
+    nothing to do with its optimizer. Every state is put back (weights, BatchNorm statistics, random
+    streams) and no optimizer step is taken, so the run's numbers are the same with and without it.
+    """
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if rt.device.type == "cuda" else None
+    memory_format = torch.channels_last if rt.channels_last else torch.contiguous_format
+    x = torch.zeros((batch_size, 3, image_size, image_size), device=rt.device, dtype=rt.input_dtype)
+    x = x.contiguous(memory_format=memory_format)
+    y = torch.zeros(batch_size, dtype=torch.long, device=rt.device)
+    model.train()
+    _sync(rt.device)
+    start = time.perf_counter()
+    with torch.autocast(rt.device.type, dtype=rt.amp_dtype, enabled=rt.amp_dtype is not None):
+        loss = criterion(step_model(x), y)
+    loss.backward()
+    _sync(rt.device)
+    seconds = time.perf_counter() - start
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(state)
+    torch.set_rng_state(cpu_rng)
+    if cuda_rng is not None:
+        torch.cuda.set_rng_state_all(cuda_rng)
+    return seconds
+
+
 def optimizer_settings(name: str, kwargs: dict) -> tuple[dict, str]:
     """The optimizer's keyword arguments, with torch.optim's foreach implementation unless chosen.
 
@@ -473,6 +505,12 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
         else:
             log(f"[{cfg.cell}] resuming after epoch {ckpt['epoch']} from {ckpt_path}")
     step_model = torch.compile(model) if rt.compile else model
+    compile_s = float("nan")  # nothing left to train: no warm-up
+    if start_epoch <= cfg.epochs:
+        compile_s = warm_up(model, step_model, criterion, rt, batch_size=cfg.batch_size,
+                            image_size=int(data["train_images"].shape[1]))
+        log(f"[{cfg.cell}] warm-up ({'compiling' if rt.compile else 'first step'}): {compile_s:.1f}s, "
+            f"not counted in the epochs' times")
 
     keys = {"cell": cfg.cell, "arch": cfg.arch, "optimizer": cfg.optimizer, "seed": cfg.seed}
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -503,7 +541,7 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
                "image_size": int(data["train_images"].shape[1]), "batch_size": cfg.batch_size, "lr": cfg.lr,
                "train_images": int(len(data["train_labels"])), "val_images": int(len(data["val_labels"])),
                "test_images": int(len(data.get("test_labels", ()))), "score_split": scored,
-               "selected_epoch": selected["epoch"],
+               "selected_epoch": selected["epoch"], "compile_s": compile_s,
                "device": provenance.device_name(rt.device), "amp": str(rt.amp_dtype).replace("torch.", ""),
                "compile": rt.compile, "channels_last": rt.channels_last, "data_on_device": rt.data_on_device,
                "threads": torch.get_num_threads(), "optimizer_impl": optimizer_impl,

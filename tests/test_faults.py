@@ -16,7 +16,7 @@ from tests.flow import CELLS, snakemake, snakemake_cmd
 pytestmark = pytest.mark.workflow
 # Columns that measure time (they differ between any two runs) or how a run went (resumed or not).
 TIME_COLUMNS = {"seconds", "images_per_s", "data_s", "forward_backward_s", "optimizer_s", "train_seconds",
-                "mean_epoch_seconds", "train_epoch_seconds", "optimizer_step_ms"}
+                "mean_epoch_seconds", "train_epoch_seconds", "optimizer_step_ms", "compile_s"}
 RUN_KEYS = {"prepare_seconds", "list_seconds", "decode_seconds", "images_resumed"}
 
 

@@ -409,3 +409,30 @@ def test_gpu_check_without_a_gpu_and_its_cpu_smoke(repo, capsys):
     out = capsys.readouterr().out
     assert "mobilenet_v1   eager" in out and "mobilenet_v1   compiled" in out
 
+
+
+def test_the_warm_up_is_timed_apart_and_changes_no_number(data, tmp_path, monkeypatch):
+    summary = train.run(_cfg(threads=2), data, tmp_path / "with", log=_quiet)
+    assert summary["compile_s"] > 0  # recorded in summary.json, outside every epoch's time
+    assert json.loads((tmp_path / "with" / "summary.json").read_text())["compile_s"] == summary["compile_s"]
+    monkeypatch.setattr(train, "warm_up", lambda *a, **k: float("nan"))
+    train.run(_cfg(threads=2), data, tmp_path / "without", log=_quiet)
+    with_, without = (pd.read_csv(tmp_path / d / "metrics.csv") for d in ("with", "without"))
+    columns = ["epoch", "split"] + METRIC_COLUMNS
+    pd.testing.assert_frame_equal(with_[columns], without[columns])  # bit for bit
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "with" / "predictions.csv"),
+                                  pd.read_csv(tmp_path / "without" / "predictions.csv"))
+
+
+def test_warm_up_puts_every_state_back(data):
+    cfg = _cfg()
+    rt = train.resolve_runtime(cfg, 0)
+    model = train.models.build_model("mobilenet_v2", 4).to(memory_format=torch.channels_last)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    seconds = train.warm_up(model, model, torch.nn.CrossEntropyLoss(), rt, batch_size=4, image_size=32)
+    assert seconds > 0
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm statistics included
+    assert torch.equal(rng, torch.get_rng_state())
+    assert all(p.grad is None for p in model.parameters())

@@ -69,7 +69,7 @@ def test_tidy_tables(smoke_run):
     summary = pd.read_csv(tables / "summary.csv")
     assert list(summary["cell"]) == CELLS
     for col in ["best_val_f1_macro", "final_val_f1_macro", "final_val_loss", "train_seconds",
-                "mean_epoch_seconds", "images_per_s", "params", "device"]:
+                "mean_epoch_seconds", "images_per_s", "params", "device", "compile_s"]:
         assert summary[col].notna().all(), col
     assert (summary["params"] > 1e6).all()
     per_class = pd.read_csv(tables / "per_class.csv")
