@@ -704,7 +704,8 @@ def verdict_summary(comparisons: pd.DataFrame) -> str:
         return "This grid has no two pairs of runs that a lab claim compares, so no claim is decided."
     if int(comparisons["n_seeds"].max()) <= 1:
         return f"All {total} comparisons are inconclusive: with one seed there is no interval to decide by."
-    return (f"Of the {total} comparisons, {counts['supported']} are supported, {counts['contradicted']} "
+    verb = "is" if counts["supported"] == 1 else "are"
+    return (f"Of the {total} comparisons, {counts['supported']} {verb} supported, {counts['contradicted']} "
             f"contradicted and {counts['inconclusive']} inconclusive.")
 
 

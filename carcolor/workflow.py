@@ -35,7 +35,8 @@ REPORT = ["results/report/index.html", "results/report/index.pdf"]
 CODE = {
     "generate": ["synth.py", "cli.py", "atomic.py"],
     "prepare": ["dvm.py", "prepare.py", "cli.py"],
-    "train": ["train.py", "batches.py", "models.py", "optim.py", "notebook.py", "atomic.py", "runlock.py"],
+    "train": ["train.py", "batches.py", "models.py", "optim.py", "notebook.py", "atomic.py", "runlock.py",
+              "provenance.py"],
     "collect": ["tables.py", "stats.py", "claims.py", "cli.py", "atomic.py"],
     "render": ["render.py", "plots.py", "narrative.py", "stats.py", "claims.py", "atomic.py"],
 }

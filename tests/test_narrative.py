@@ -290,6 +290,11 @@ def test_verdicts_cover_every_row_grouped_by_claim(tables):
         "Of the 14 comparisons, 9 are supported, 1 contradicted and 4 inconclusive.")
 
 
+def test_verdict_summary_says_is_for_one_supported_comparison(tables):
+    one = tables.comparisons.assign(verdict=["supported"] + ["inconclusive"] * (len(tables.comparisons) - 1))
+    assert n.verdict_summary(one).startswith(f"Of the {len(one)} comparisons, 1 is supported, 0 contradicted")
+
+
 def test_verdict_table(tables):
     df = n.verdict_table(tables.comparisons)
     assert list(df.columns) == ["Claim", "Metric", "Held fixed", "Seeds", "Estimate [95 % CI]", "Verdict"]

@@ -436,3 +436,16 @@ def test_warm_up_puts_every_state_back(data):
     assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm statistics included
     assert torch.equal(rng, torch.get_rng_state())
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_device_name_counts_threads_in_words():
+    from carcolor import provenance
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert provenance.device_name(torch.device("cpu")) == "cpu (1 thread)"
+        torch.set_num_threads(2)
+        assert provenance.device_name(torch.device("cpu")) == "cpu (2 threads)"
+    finally:
+        torch.set_num_threads(before)
