@@ -386,6 +386,10 @@ def optimizer_settings(name: str, kwargs: dict) -> tuple[dict, str]:
     return kwargs, impl
 
 
+def _flushed_print(line: str) -> None:
+    print(line, flush=True)
+
+
 def load_resumable(path: Path, identity: dict, log=print, cell: str = "") -> dict | None:
     """The checkpoint at path if the very same run wrote it (see run_identity), else None, saying why."""
     if not path.exists():
@@ -431,7 +435,7 @@ def predictions_frame(selected: dict, split: str, labels: np.ndarray, classes: l
                          "pred_colour": [classes[i] for i in pred], "confidence": selected["prob"]})
 
 
-def run(cfg: TrainConfig, data: dict, out_dir: str | Path, *, log=print) -> dict:
+def run(cfg: TrainConfig, data: dict, out_dir: str | Path, *, log=None) -> dict:
     """Train one cell on prepared data; write metrics.csv, predictions.csv, summary.json, checkpoint.pt.
 
     metrics.csv has train, val and (when the data have one) test rows per epoch; predictions.csv holds
@@ -440,6 +444,7 @@ def run(cfg: TrainConfig, data: dict, out_dir: str | Path, *, log=print) -> dict
     Returns the summary dict. Raises TrainingDiverged naming the epoch when the loss is non-finite or explodes.
     A checkpoint of the same run (settings, threads, data, code) is resumed, a complete one is not re-trained.
     """
+    log = log or _flushed_print  # a notebook kernel would otherwise hold each line back for a while
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lock = out / ".lock"  # two processes must never write one checkpoint

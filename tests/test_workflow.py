@@ -54,7 +54,7 @@ def test_every_cell_has_its_executed_notebook_and_results(smoke_run):
             assert (folder / name).stat().st_size > 0
         assert json.loads((folder / "summary.json").read_text())["threads"] == 1  # train.threads, not --cores
         log = (smoke_run / "results" / "logs" / "train_cell" / f"{cell}.log").read_text()
-        assert f"[{cell}] epoch 2/2" in log  # the per-epoch progress line
+        assert f"[{cell}] epoch 3/3" in log  # the per-epoch progress line
 
 
 def test_tidy_tables(smoke_run):
@@ -63,7 +63,7 @@ def test_tidy_tables(smoke_run):
     for col in ["arch", "optimizer", "seed", "epoch", "split", "loss", "f1_macro", "accuracy", "seconds",
                 "images_per_s"]:
         assert col in epochs.columns
-    assert len(epochs) == len(CELLS) * 2 * 3  # cells x epochs x splits
+    assert len(epochs) == len(CELLS) * 3 * 3  # cells x epochs x splits
     assert set(epochs["cell"]) == set(CELLS) and set(epochs["split"]) == {"train", "val", "test"}
     assert epochs[["loss", "f1_macro", "accuracy", "seconds", "images_per_s"]].notna().all().all()
     summary = pd.read_csv(tables / "summary.csv")
@@ -132,7 +132,7 @@ def _override(tmp_path, name: str, text: str) -> list:
 
 
 @pytest.mark.parametrize("name, text, plan", [
-    ("epochs", "train: {epochs: 3}", TRAIN_ALL),
+    ("epochs", "train: {epochs: 4}", TRAIN_ALL),
     ("lr", "train: {lr: 0.001}", TRAIN_ALL),
     ("kwargs", "train: {optimizer_kwargs: {betas: [0.8, 0.99]}}", TRAIN_ALL),
     ("threads", "train: {threads: 2}", TRAIN_ALL),
@@ -217,6 +217,6 @@ def test_rerun_one_cell_touches_only_that_cell(repo, smoke_run, tool_env):
         assert changed == (target in path.parts), path
     assert all(p.stat().st_mtime_ns != m for p, m in report.items() if p.suffix in (".html", ".pdf"))
     log = (smoke_run / "results" / "logs" / "train_cell" / f"{target}.log").read_text()
-    assert f"[{target}] epoch 1/2" in log  # trained again, not reused
+    assert f"[{target}] epoch 1/3" in log  # trained again, not reused
     out = snakemake(repo, smoke_run, "-n", env=tool_env)
     assert "Nothing to be done" in out.stdout + out.stderr
