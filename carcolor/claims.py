@@ -57,10 +57,13 @@ KIND = {"difference": "difference", "ratio": "ratio", "variance": "ratio"}
 
 
 def runs_table(summary: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
-    """The summary with each run's within-run spread (`val_loss_change_sd`) joined on the run keys."""
+    """The summary with each run's within-run spread (`val_loss_change_sd`): summary.csv's own column
+    when it has one, else computed from the epochs and joined on the run keys."""
     missing = [c for c in SUMMARY_NEEDS if c not in summary.columns]
     if missing:
         raise KeyError(f"summary table lacks {', '.join(missing)}; the claims need {', '.join(SUMMARY_NEEDS)}")
+    if "val_loss_change_sd" in summary.columns:
+        return summary
     spread = stats.within_run_spread(epochs)[stats.KEYS + ["val_loss_change_sd"]]
     return summary.merge(spread, on=stats.KEYS, how="left", validate="one_to_one")
 

@@ -143,8 +143,7 @@ def collect(run_dirs: list[str | Path], prepared_dir: str | Path, out_dir: str |
     manifest = pd.read_csv(prepared / "manifest.csv")
     epochs = pd.concat(epochs, ignore_index=True)[EPOCH_COLUMNS]
     summary = pd.DataFrame(summaries, columns=SUMMARY_COLUMNS)
-    # claims joins each run's val_loss_change_sd itself (the same stats.within_run_spread value)
-    compared = claims.comparisons(summary.drop(columns="val_loss_change_sd"), epochs)
+    compared = claims.comparisons(summary, epochs)
     paths = {name: out / f"{name}.csv" for name in ("epochs", "summary", "per_class", "confusion", "dataset",
                                                      "comparisons")}
     paths["dataset_json"] = out / "dataset.json"
