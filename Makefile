@@ -2,14 +2,22 @@
 # make test    set up .venv if needed, then run the test suite
 # make cell CELL=mobilenet_v2-adam-s0   re-train one cell, then refresh the tables and the report
 # make cells   list the cells of the grid
+# make lock    re-make requirements.lock in a clean temporary venv (after editing pyproject.toml's dependencies)
+#
+# .venv is installed from requirements.lock's exact versions; `make UNLOCKED=1 ...` installs from
+# pyproject.toml's ranges instead.
 
 PYTHON ?= python3
 VENV ?= .venv
-STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+# The extras installed into .venv and frozen into the lock.
+EXTRAS := test
+UNLOCKED ?=
+STAMP := $(VENV)/.installed$(if $(UNLOCKED),-unlocked)
 CONFIG ?= experiments/config.yaml
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: all report test cell cells clean
+.PHONY: all report test cell cells lock clean
 
 all: report
 
@@ -28,12 +36,27 @@ cell: $(STAMP)
 	rm -f results/runs/$(CELL)/checkpoint.pt  # else the finished checkpoint would be reused, not re-trained
 	snakemake --cores all --forcerun results/runs/$(CELL)/train.ipynb
 
-# Re-installs only when pyproject.toml changed.
-$(STAMP): pyproject.toml
+# Re-installs when pyproject.toml or the lock changed, or after the other install mode.
+$(STAMP): pyproject.toml $(if $(UNLOCKED),,$(LOCK))
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+ifeq ($(UNLOCKED),)
+	$(VENV)/bin/python -m pip install --quiet -r $(LOCK)
+	$(VENV)/bin/python -m pip install --quiet --no-deps -e .
+else
+	$(VENV)/bin/python -m pip install --quiet -e '.[$(EXTRAS)]'
+endif
+	rm -f $(VENV)/.installed $(VENV)/.installed-unlocked
 	touch $(STAMP)
+
+# A clean venv in a temporary folder (never .venv), the project with $(EXTRAS), then the freeze,
+# written under a temporary name and renamed by carcolor.lock.
+lock:
+	tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/carcolor-lock.XXXXXX") && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/python" -m pip install --quiet --upgrade pip && \
+	"$$tmp/venv/bin/python" -m pip install --quiet -e '.[$(EXTRAS)]' && \
+	"$$tmp/venv/bin/python" -m carcolor.lock write $(LOCK) --extras '$(EXTRAS)'
 
 clean:
 	rm -rf results data .snakemake
