@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from carcolor import render
+from carcolor import pages, render
 from tests.browser import check_page, tools
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,11 +38,22 @@ def browser():
 
 @pytest.fixture(scope="module")
 def fixture_report(tmp_path_factory, browser):
-    """The fixture tables' report, rendered the way tests/test_render.py renders it (fallback renderer)."""
+    """The fixture tables' report, rendered the way tests/test_render.py renders it (fallback renderer),
+    with a page for each of its runs (the fixture has no notebooks: a one-cell one each), as the
+    workflow puts them next to it."""
+    import nbformat
+    import pandas as pd
+
+    out = tmp_path_factory.mktemp("report")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-        result = render.render_report(QMD, tmp_path_factory.mktemp("report"), FIXTURES, renderer="fallback",
-                                      log=lambda _msg: None)
+        result = render.render_report(QMD, out, FIXTURES, renderer="fallback", log=lambda _msg: None)
+    notebooks = tmp_path_factory.mktemp("runs")
+    for cell in pd.read_csv(FIXTURES / "tables" / "summary.csv")["cell"]:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(cell)", outputs=[
+            nbformat.v4.new_output("stream", name="stdout", text=f"{cell}\n")])])
+        nbformat.write(nb, notebooks / f"{cell}.ipynb")
+        pages.export(notebooks / f"{cell}.ipynb", out / pages.page_path(cell), cell)
     return Path(result["html"])
 
 
@@ -83,6 +94,7 @@ def test_fixture_report_in_a_browser(fixture_report, tmp_path):
     _assert_clean(result)
     assert result["images"] >= 4
     assert "#fig-loss" in result["links"]  # the figure cross-references were among the links checked
+    assert "cells/mobilenet_v2-adam-s0.html" in result["links"]  # and the links to the runs' pages
 
 
 @pytest.mark.workflow
