@@ -1,6 +1,7 @@
 # make         set up .venv if needed, then run the whole experiment: snakemake --cores all
 # make test    set up .venv if needed, then run the test suite
 # make cell CELL=mobilenet_v2-adam-s0   re-train one cell, then refresh the tables and the report
+#                                       (CONFIG="my.yaml": the config file(s) the run was made with)
 # make cells   list the cells of the grid
 # make lock    re-make requirements.lock in a clean temporary venv (after editing pyproject.toml's dependencies)
 #
@@ -14,7 +15,9 @@ LOCK := requirements.lock
 EXTRAS := test
 UNLOCKED ?=
 STAMP := $(VENV)/.installed$(if $(UNLOCKED),-unlocked)
-CONFIG ?= experiments/config.yaml
+CONFIG ?=
+# the default config with CONFIG's files merged over it, as Snakemake merges --configfile
+CONFIGS := experiments/config.yaml $(CONFIG)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: all report test cell cells lock clean
@@ -28,13 +31,13 @@ test: $(STAMP)
 	pytest
 
 cells: $(STAMP)
-	@carcolor config $(CONFIG) --cells --no-deep
+	@carcolor config $(CONFIGS) --cells --no-deep
 
 cell: $(STAMP)
-	@test -n "$(CELL)" || { echo "usage: make cell CELL=<name>; cells of this grid:"; carcolor config $(CONFIG) --cells --no-deep; exit 2; }
-	@carcolor config $(CONFIG) --cells --no-deep | grep -qx "$(CELL)" || { echo "unknown cell '$(CELL)'; cells of this grid:"; carcolor config $(CONFIG) --cells --no-deep; exit 2; }
+	@test -n "$(CELL)" || { echo "usage: make cell CELL=<name>; cells of this grid:"; carcolor config $(CONFIGS) --cells --no-deep; exit 2; }
+	@carcolor config $(CONFIGS) --cells --no-deep | grep -qx "$(CELL)" || { echo "unknown cell '$(CELL)'; cells of this grid:"; carcolor config $(CONFIGS) --cells --no-deep; exit 2; }
 	rm -f results/runs/$(CELL)/checkpoint.pt  # else the finished checkpoint would be reused, not re-trained
-	snakemake --cores all --forcerun results/runs/$(CELL)/train.ipynb
+	snakemake --cores all$(if $(strip $(CONFIG)), --configfile $(CONFIG)) --forcerun results/runs/$(CELL)/train.ipynb
 
 # Re-installs when pyproject.toml or the lock changed, or after the other install mode.
 $(STAMP): pyproject.toml $(if $(UNLOCKED),,$(LOCK))

@@ -6,6 +6,11 @@
 #
 # Everything a job's result depends on is an input file or a plain-valued param, so Snakemake's
 # rerun triggers see every change. The workflow's files come from this file's folder.
+#
+# `snakemake --lint` asks for a conda environment or container per rule. That lint does not apply:
+# every job runs with the interpreter that runs Snakemake ($CARCOLOR_PY), whose environment is the
+# project's own (.venv from requirements.lock, or environment.yml), recorded per cell in
+# results/tables/provenance.csv; a per-rule environment would be a second, diverging copy of it.
 
 import sys
 
@@ -16,9 +21,15 @@ from carcolor import workflow as wf
 
 runlock.guard_run(sys.argv, main_process=workflow.is_main_process)
 wf.use_checkout(workflow.basedir)
+wf.export_configfiles(workflow.overwrite_configfiles)  # each cell records the command that re-runs it
 
 
 configfile: wf.readable_yaml(wf.here(workflow.basedir, "experiments/config.yaml"))
+
+
+# `snakemake --report results/snakemake-report.zip`: Snakemake's own report (provenance, runtimes, and
+# the outputs marked report(...) below, by category).
+report: wf.here(workflow.basedir, "report/snakemake/workflow.rst")
 
 
 NOTEBOOK = wf.here(workflow.basedir, "experiments/train.ipynb")
@@ -35,6 +46,7 @@ wildcard_constraints:
 rule all:
     input:
         wf.REPORT,
+        wf.FIGURES,
 
 
 rule download_archives:
@@ -98,6 +110,7 @@ rule train_cell:
         metrics=f"{wf.RUN_DIR}/metrics.csv",
         predictions=f"{wf.RUN_DIR}/predictions.csv",
         summary=f"{wf.RUN_DIR}/summary.json",
+        provenance=f"{wf.RUN_DIR}/provenance.json",
     log:
         "results/logs/train_cell/{arch}-{optimizer}-s{seed}.log",
     params:
@@ -122,8 +135,9 @@ rule collect_tables:
         summaries=expand("results/runs/{cell}/summary.json", cell=CELLS),
         metrics=expand("results/runs/{cell}/metrics.csv", cell=CELLS),
         predictions=expand("results/runs/{cell}/predictions.csv", cell=CELLS),
+        provenance=expand("results/runs/{cell}/provenance.json", cell=CELLS),
     output:
-        wf.TABLES,
+        [report(t, caption=wf.caption(workflow.basedir, "tables"), category="Tables") for t in wf.TABLES],
     log:
         "results/logs/collect_tables.log",
     params:
@@ -135,16 +149,46 @@ rule collect_tables:
         " --out results/tables 2>&1 | tee {log}"
 
 
+rule cell_page:
+    input:
+        wf.code(workflow.basedir, "pages"),
+        notebook=f"{wf.RUN_DIR}/train.ipynb",
+    output:
+        report(wf.CELL_PAGE, caption=wf.caption(workflow.basedir, "cells"), category="Cells",
+               labels={"architecture": "{arch}", "optimizer": "{optimizer}", "seed": "{seed}"}),
+    log:
+        "results/logs/cell_page/{arch}-{optimizer}-s{seed}.log",
+    message:
+        "Exporting the notebook of cell {wildcards.arch}-{wildcards.optimizer}-s{wildcards.seed} to {output}"
+    shell:
+        "$CARCOLOR_PY -m carcolor cell-page {input.notebook:q} --out {output:q} 2>&1 | tee {log}"
+
+
+rule figures:
+    input:
+        wf.TABLES,
+        wf.code(workflow.basedir, "figures"),
+    output:
+        [report(f, caption=wf.caption(workflow.basedir, "figures"), category="Figures") for f in wf.FIGURES],
+    log:
+        "results/logs/figures.log",
+    message:
+        "Drawing the report's figures as PNG files into results/figures/"
+    shell:
+        "$CARCOLOR_PY -m carcolor figures --results results --out results/figures 2>&1 | tee {log}"
+
+
 rule render_report:
     input:
         wf.TABLES,
+        wf.cell_pages(CFG),  # the report links every run to its page
         wf.code(workflow.basedir, "render"),
         qmd=wf.here(workflow.basedir, "report/index.qmd"),
         project=wf.here(workflow.basedir, "_quarto.yml"),
         bibliography=wf.here(workflow.basedir, "report/references.bib"),
         lab=wf.here(workflow.basedir, "report/lab.csv"),
     output:
-        wf.REPORT,
+        [report(r, caption=wf.caption(workflow.basedir, "report"), category="Report") for r in wf.REPORT],
     log:
         "results/logs/render_report.log",
     message:

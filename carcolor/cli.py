@@ -66,6 +66,14 @@ def _merged(paths: list[str]) -> dict:
     return merged
 
 
+def _figures(args) -> int:
+    from .plots import save_figures
+
+    for path in save_figures(args.results, args.out):
+        print(f"[figures] {path}")
+    return 0
+
+
 def _update(base: dict, new: dict) -> None:
     for key, value in new.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
@@ -75,7 +83,7 @@ def _update(base: dict, new: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import download, notebook, render
+    from . import download, notebook, pages, render
 
     parser = argparse.ArgumentParser(prog="carcolor", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=_collect)
 
+    p = sub.add_parser("figures", help="draw the report's figures as PNG files")
+    p.add_argument("--results", default="results", help="the folder with tables/ (default: %(default)s)")
+    p.add_argument("--out", default="results/figures", help="where <name>.png go (default: %(default)s)")
+    p.set_defaults(func=_figures)
+
     p = sub.add_parser("config", help="validate config files (merged in order) and print the result")
     p.add_argument("configfile", nargs="+")
     p.add_argument("--cells", action="store_true", help="print the grid's cell names instead")
@@ -107,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     download.register(sub)
     notebook.register(sub)
+    pages.register(sub)
     render.register(sub)
     return parser
 

@@ -23,7 +23,8 @@ import pandas as pd
 from . import claims, stats
 
 MAKE_COMMAND = "snakemake --cores all"
-TABLE_FILES = ("epochs.csv", "summary.csv", "per_class.csv", "confusion.csv", "dataset.csv", "comparisons.csv")
+TABLE_FILES = ("epochs.csv", "summary.csv", "per_class.csv", "confusion.csv", "dataset.csv", "comparisons.csv",
+               "provenance.csv")
 DATASET_INFO = "dataset.json"
 
 ARCH_NAMES = {"mobilenet_v2": "MobileNetV2", "mobilenet_v1": "MobileNetV1"}
@@ -48,6 +49,7 @@ class Tables:
     confusion: pd.DataFrame
     dataset: pd.DataFrame
     comparisons: pd.DataFrame
+    provenance: pd.DataFrame
     dataset_info: dict
     results_dir: Path
 
@@ -170,8 +172,9 @@ def fmt_band(mean: float, half: float, fmt=fmt_f1) -> str:
 _NUMERIC = re.compile(r"^\**[\d.,:+\-−]+")
 
 
-def md_table(df: pd.DataFrame, caption: str | None = None) -> str:
-    """A pipe table (``df.to_markdown``) with an optional ``: caption`` line.
+def md_table(df: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
+    """A pipe table (``df.to_markdown``) with an optional ``: caption`` line; ``label`` (``tbl-…``)
+    gives the table an id, a number under Quarto and ``@tbl-…`` references.
 
     Columns whose values all start with a number (or are "–") are right-aligned.
     """
@@ -180,8 +183,10 @@ def md_table(df: pd.DataFrame, caption: str | None = None) -> str:
         vals = [str(v) for v in df[col] if str(v) not in {"–", ""}]
         align.append("right" if vals and all(_NUMERIC.match(v) for v in vals) else "left")
     text = df.to_markdown(index=False, disable_numparse=True, colalign=align)
+    if label and not label.startswith("tbl-"):
+        raise ValueError(f"a table label starts with 'tbl-' (Quarto's cross-reference prefix), not {label!r}")
     if caption:
-        text += f"\n\n: {caption}"
+        text += f"\n\n: {caption}" + (f" {{#{label}}}" if label else "")
     return text + "\n"
 
 
@@ -194,6 +199,13 @@ def _join(items: list[str]) -> str:
 
 def cell_code(cell: str) -> str:
     return f"`{cell}`"
+
+
+def cell_link(cell: str) -> str:
+    """A run's name linked to its notebook page (relative to the report, so a copied results/report/ keeps it)."""
+    from .pages import page_path
+
+    return f"[{cell_code(cell)}]({page_path(cell)})"
 
 
 # --------------------------------------------------------------------------- grid helpers
@@ -319,6 +331,53 @@ def grid_facts(summary: pd.DataFrame) -> dict:
                          else f"mean over {int(best['n_seeds'])} seeds ± 95 % half-width"),
         "total_time": fmt_duration(s["train_seconds"].sum()),
     }
+
+
+def _setting(summary: pd.DataFrame, key: str):
+    """The one value a setting took in every run; None when it was not recorded, "mixed" when it differs."""
+    if key not in summary.columns:
+        return None
+    values = {str(v).strip().lower() for v in summary[key] if not (isinstance(v, float) and math.isnan(v))}
+    if not values:
+        return None
+    return values.pop() if len(values) == 1 else "mixed"
+
+
+def _truthy(value) -> bool | None:
+    return None if value in (None, "mixed") else value in ("true", "1", "1.0", "yes")
+
+
+def training_setup(summary: pd.DataFrame, info: dict) -> str:
+    """The training-setup paragraph, from what the runs recorded: initial weights, augmentation,
+    resolution, batch, learning rate, seeds and the protocol."""
+    facts = grid_facts(summary)
+    pretrained = _truthy(_setting(summary, "pretrained"))
+    if pretrained is True:
+        start = ("fine-tunes one network, starting from its ImageNet weights (the classifier layer replaced "
+                 "by one for the colours),")
+    elif pretrained is False:
+        start = "trains one network from scratch (random initial weights, no pretraining)"
+    else:
+        start = "trains one network (its initial weights were not recorded for every run)"
+    hflip, padding = _truthy(_setting(summary, "hflip")), _setting(summary, "crop_padding")
+    pad = None if padding in (None, "mixed") else int(float(padding))
+    aug = []
+    if pad:
+        aug.append(f"a random crop after padding by {pad} px")
+    if hflip:
+        aug.append("a random horizontal flip")
+    if aug:
+        augmentation = "Training images get " + _join(aug) + " each time they are drawn; val and test images none."
+    elif hflip is False and pad == 0:
+        augmentation = "Training images are not augmented."
+    else:
+        augmentation = "The augmentation was not recorded for every run."
+    size = facts["image_size"]
+    test = ("its epoch is chosen on the val split and the test split is scored at it"
+            if protocol(info) == "test" else "its epoch is chosen and scored on the val split (the lab's protocol)")
+    return (f"Every run {start} with one optimizer for {facts['epochs']} epochs at {size} × {size} pixels, "
+            f"batch size {facts['batch_size']}, learning rate {facts['lr']}, seed(s) {facts['seeds']}; {test}. "
+            f"{augmentation}\n")
 
 
 PROTOCOLS = ("test", "val")
@@ -463,7 +522,7 @@ def run_table(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in ordered_summary(summary).iterrows():
         rows.append({
-            "Cell": cell_code(r["cell"]),
+            "Cell": cell_link(r["cell"]),
             "Chosen epoch": str(int(r["best_epoch"])),
             "Best val F1": fmt_f1(r["best_val_f1_macro"]),
             f"{split} F1": fmt_f1(r["score_f1_macro"]),
@@ -840,3 +899,113 @@ def how_made(renderer: str, summary: pd.DataFrame, today: date | None = None) ->
         f"rendered from the tables in `results/tables/` (made by `{MAKE_COMMAND}`); the verdicts are "
         f"read from `results/tables/comparisons.csv`, and the lab's times come from `report/lab.csv`.\n"
     )
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and str(value).strip() != ""
+
+
+def _when(value) -> str:
+    """An ISO time as ``YYYY-MM-DD HH:MM:SS`` (UTC), or "–"."""
+    if not _present(value):
+        return "–"
+    t = pd.Timestamp(value)
+    t = t.tz_convert("UTC") if t.tzinfo else t
+    return t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _cpu(r) -> str:
+    if not _present(r.get("cpu_model")):
+        return "–"
+    cores, usable = r.get("cpu_cores"), r.get("cpu_usable")
+    count = ""
+    if _present(cores):
+        count = f", {int(cores)} cores" + (f" ({int(usable)} usable)" if _present(usable) and usable != cores else "")
+    return f"{r['cpu_model']}{count}"
+
+
+def _gpu(r) -> str:
+    if not _present(r.get("gpu_name")):
+        return "none"
+    parts = [str(r["gpu_name"])]
+    if _present(r.get("gpu_memory_gib")):
+        parts.append(f"{float(r['gpu_memory_gib']):g} GiB")
+    if _present(r.get("gpu_driver")):
+        parts.append(f"driver {r['gpu_driver']}")
+    return ", ".join(parts)
+
+
+def _software(r) -> str:
+    parts = [f"torch {r['torch']}" if _present(r.get("torch")) else "torch –"]
+    if _present(r.get("cuda")):
+        parts.append(f"CUDA {r['cuda']}")
+    if _present(r.get("cudnn")):
+        parts.append(f"cuDNN {int(float(r['cudnn']))}")
+    return ", ".join(parts)
+
+
+def _commit(r) -> str:
+    if not _present(r.get("commit")):
+        return "– (not a git checkout)"
+    changed = r.get("tracked_changes")
+    state = ("tracked files changed" if _truthy(str(changed).lower()) else "as committed") if _present(changed) else "?"
+    return f"`{str(r['commit'])[:10]}` ({state})"
+
+
+def _locked(r) -> str:
+    locked = r.get("locked")
+    if not _present(locked):
+        return "no lock file"
+    if _truthy(str(locked).lower()):
+        return "yes"
+    diff = r.get("lock_differences")
+    return "no" + (f": {diff}" if _present(diff) else "")
+
+
+def provenance_where(provenance: pd.DataFrame) -> pd.DataFrame:
+    """Per run: its page (named by its path, which the PDF shows too), when it started and ended (UTC), the host, CPU and GPU it ran on."""
+    rows = []
+    for _, r in provenance.iterrows():
+        rows.append({"Cell's page": f"[cells/{r['cell']}.html](cells/{r['cell']}.html)",
+                     "Started (UTC)": _when(r.get("started")), "Ended (UTC)": _when(r.get("ended")),
+                     "Host": str(r["host"]) if _present(r.get("host")) else "–", "CPU": _cpu(r), "GPU": _gpu(r)})
+    return pd.DataFrame(rows)
+
+
+def provenance_code(provenance: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the commit (and whether tracked files differed from it), the software, whether the
+    installed packages were the lock file's, and the command that re-runs it."""
+    rows = []
+    for _, r in provenance.iterrows():
+        rows.append({"Cell": cell_code(r["cell"]), "Commit": _commit(r), "Software": _software(r),
+                     "Locked packages": _locked(r), "Re-run with": f"`{r['rerun']}`"})
+    return pd.DataFrame(rows)
+
+
+def provenance_text(provenance: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """How to trace a number to its run, and what all runs shared (Markdown)."""
+    n = len(provenance)
+    hosts = sorted({str(h) for h in provenance["host"] if _present(h)})
+    commits = sorted({str(c)[:10] for c in provenance["commit"] if _present(c)})
+    changed = [c for c, t in zip(provenance["cell"], provenance["tracked_changes"]) if _truthy(str(t).lower())]
+    locked = [_locked(r) for _, r in provenance.iterrows()]
+    text = (f"Every number in this report comes from one of the {n} runs below. Each run's name links to "
+            f"its executed training notebook, exported as a self-contained page in `cells/` next to this "
+            f"report (its log, curves and results as they were computed); the same notebook is "
+            f"`results/runs/<cell>/train.ipynb`, and `results/tables/provenance.csv` holds what these "
+            f"tables show. ")
+    text += (f"The runs ran on {_join([f'`{h}`' for h in hosts]) or 'an unrecorded host'}"
+             + (f", from commit {_join([f'`{c}`' for c in commits])}" if commits else ", outside a git checkout"))
+    text += (f"; tracked files differed from the commit in {len(changed)} of them" if changed
+             else "; no tracked file differed from the commit" if commits else "")
+    if all(v == "yes" for v in locked):
+        text += ", and every run used the packages of `requirements.lock`."
+    elif all(v == "no lock file" for v in locked):
+        text += "; there was no lock file to compare the installed packages with."
+    else:
+        text += f"; {sum(v.startswith('no') and v != 'no lock file' for v in locked)} of them used packages " \
+                f"that differ from `requirements.lock` (listed below)."
+    return text + " Times are UTC; a run resumed after an interruption counts from its first start.\n"

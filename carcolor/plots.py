@@ -15,6 +15,8 @@ shape and hatch = optimizer.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -22,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from . import stats
-from .narrative import CONFIDENCE, combos, pairs, run_label, timing_breakdown
+from .narrative import CONFIDENCE, best_pair, combos, pairs, run_label, timing_breakdown
 
 WIDTH = 6.5  # inches: the text width of the PDF
 ARCH_COLOURS = {"mobilenet_v2": "#1f6fb4", "mobilenet_v1": "#e3742b"}
@@ -273,3 +275,32 @@ def per_class_f1(per_class: pd.DataFrame) -> Figure:
                         ncol=min(4, len(order)), fontsize=8.5, title=note, title_fontsize=8)
     legend.get_title().set_color("#555555")
     return fig
+
+
+# --------------------------------------------------------------------------- as files
+# The report's figures as PNG files (results/figures/, Snakemake's report shows them), drawn from the
+# same tables by the same functions as the report's.
+FIGURES = {
+    "loss": lambda t: loss_curves(t.epochs),
+    "f1": lambda t: f1_curves(t.epochs),
+    "time": lambda t: time_comparison(t.summary),
+    "breakdown": lambda t: time_breakdown(t.epochs),
+    "per_class": lambda t: per_class_f1(t.per_class),
+    "confusion": lambda t: confusion_matrix(t.confusion, *best_pair(t.summary)),
+}
+
+
+def save_figures(results: str | Path, out_dir: str | Path, dpi: int = 150) -> list[Path]:
+    """Draw every figure of FIGURES from <results>/tables into <out_dir>/<name>.png, all together."""
+    from . import atomic
+    from .narrative import load_tables
+
+    apply_style()
+    tables = load_tables(results)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {out / f"{name}.png": draw(tables) for name, draw in FIGURES.items()}
+    atomic.write_together({path: (lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=dpi))
+                           for path, fig in figures.items()})
+    return list(figures)
+

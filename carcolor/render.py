@@ -286,8 +286,9 @@ def execute_notebook(nb, cwd: Path, env: dict, timeout: int = 900, log=_stderr):
 # =========================================================================== notebook -> markdown
 
 _IMAGE = re.compile(r"!\[(?:png|jpeg|svg)\]\((?P<path>[^)\s]*?output_(?P<cell>\d+)_(?P<idx>\d+)\.\w+)\)")
-_CROSSREF = re.compile(r"(?<![\w@/.])@(?P<kind>[Ff]ig)-(?P<name>[A-Za-z0-9_-]*[A-Za-z0-9_])")
-_TABLE_CAPTION = re.compile(r"(?m)^(?P<lead>(?:Table)?:)[ \t]+(?P<cap>\S.*)$")
+_CROSSREF = re.compile(r"(?<![\w@/.])@(?P<kind>[Ff]ig|[Tt]bl)-(?P<name>[A-Za-z0-9_-]*[A-Za-z0-9_])")
+_TABLE_CAPTION = re.compile(r"(?m)^(?P<lead>(?:Table)?:)[ \t]+(?P<cap>\S.*?)(?:[ \t]+\{#(?P<label>tbl-[A-Za-z0-9_-]+)\})?[ \t]*$")
+_KINDS = {"fig": "Figure", "tbl": "Table"}
 
 
 def _clean_outputs(nb, log=_stderr) -> None:
@@ -327,9 +328,9 @@ def notebook_to_markdown(nb, figures_dir: str = "figures") -> tuple[str, dict]:
 
 def number_figures(markdown: str, nb) -> tuple[str, dict[str, int]]:
     """Give images of ``#| label: fig-*`` cells an id, a numbered caption
-    (``fig-cap``) and page width; strip the alt text of other images (so pandoc
-    does not make them captioned figures). Returns the Markdown and
-    ``{label: number}`` in order of appearance."""
+    (``fig-cap``), their alt text (``fig-alt``, as Quarto) and page width; strip the
+    alt text of other images (so pandoc does not make them captioned figures).
+    Returns the Markdown and ``{label: number}`` in order of appearance."""
     numbers: dict[str, int] = {}
 
     def repl(m: re.Match) -> str:
@@ -340,28 +341,33 @@ def number_figures(markdown: str, nb) -> tuple[str, dict[str, int]]:
             numbers[label] = len(numbers) + 1
             cap = str(opts.get("fig-cap", "")).strip()
             caption = f"**Figure {numbers[label]}:** {cap}".strip()
-            return f"![{caption}]({m.group('path')}){{#{label} width=100%}}"
+            alt = " ".join(str(opts.get("fig-alt", "")).split()).replace('"', "'")
+            alt = f' alt="{alt}"' if alt else ""
+            return f"![{caption}]({m.group('path')}){{#{label}{alt} width=100%}}"
         return f"![]({m.group('path')}){{width=100%}}"
 
     return _IMAGE.sub(repl, markdown), numbers
 
 
 def resolve_crossrefs(markdown: str, numbers: dict[str, int], log=_stderr) -> str:
-    """``@fig-x`` -> ``[Figure N](#fig-x)`` (``@Fig-x`` likewise)."""
+    """``@fig-x`` -> ``[Figure N](#fig-x)``, ``@tbl-x`` -> ``[Table N](#tbl-x)`` (``@Fig-x`` likewise)."""
 
     def repl(m: re.Match) -> str:
-        label = f"fig-{m.group('name')}"
+        kind = m.group("kind").lower()
+        label = f"{kind}-{m.group('name')}"
         n = numbers.get(label)
         if n is None:
-            log(f"[render]   warning: cross-reference @{label} has no figure")
+            log(f"[render]   warning: cross-reference @{label} has no {_KINDS[kind].lower()}")
             return f"**?{label}?**"
-        return f"[Figure {n}](#{label})"
+        return f"[{_KINDS[kind]} {n}](#{label})"
 
     return _CROSSREF.sub(repl, markdown)
 
 
-def number_tables(markdown: str) -> str:
-    """Prefix ``: caption`` lines that follow a pipe table with ``**Table N:**``."""
+def number_tables(markdown: str, numbers: dict[str, int] | None = None) -> str:
+    """Prefix ``: caption`` lines that follow a pipe table with ``**Table N:**``; a caption's
+    ``{#tbl-x}`` label (Quarto's) stays, for pandoc to give the table that id, and goes into
+    ``numbers`` (``{label: N}``) when given, for ``@tbl-x`` references."""
     lines = markdown.split("\n")
     n = 0
     for i, line in enumerate(lines):
@@ -373,7 +379,10 @@ def number_tables(markdown: str) -> str:
             j -= 1
         if j >= 0 and lines[j].lstrip().startswith("|"):
             n += 1
-            lines[i] = f": **Table {n}:** {m.group('cap')}"
+            label = m.group("label")
+            lines[i] = f": **Table {n}:** {m.group('cap')}" + (f" {{#{label}}}" if label else "")
+            if label and numbers is not None:
+                numbers[label] = n
     return "\n".join(lines)
 
 
@@ -418,6 +427,7 @@ caption { caption-side: top; font-size: .88rem; color: var(--muted); text-align:
 code { font-family: "Source Code Pro", Menlo, Consolas, monospace; font-size: .86em;
   background: #f3f4f7; padding: .05em .25em; border-radius: 3px; }
 td code { background: none; padding: 0; white-space: nowrap; }
+table#tbl-code td code { white-space: normal; overflow-wrap: anywhere; }  /* the re-run commands */
 math[display="block"] { margin: .8rem 0; overflow-x: auto; }
 div#refs { font-size: .9rem; }
 div.csl-entry { margin-bottom: .5rem; padding-left: 1.5em; text-indent: -1.5em; }
@@ -429,6 +439,7 @@ TYPST_HEADER = """
 #show figure.caption: set text(size: 0.88em)
 #show figure: set block(spacing: 1.4em)
 #show table: set text(size: 0.85em)
+#show table: set par(justify: false)
 #set table(inset: (x: 6pt, y: 3.5pt))
 #show table.cell.where(y: 0): set text(weight: "bold")
 #show raw: set text(size: 1.05em)
@@ -559,8 +570,8 @@ def _render_fallback(qmd: Path, out_dir: Path, results_dir: Path, log, keep_buil
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
         body, numbers = number_figures(body, nb)
+        body = number_tables(body, numbers)
         body = resolve_crossrefs(body, numbers, log=log)
-        body = number_tables(body)
         (build / "report.md").write_text(body, encoding="utf-8")
         bibs = _bibliography(meta, qmd.parent)
         cite = ["--citeproc", *[f"--bibliography={b}" for b in bibs]] if bibs else []
@@ -575,7 +586,7 @@ def _render_fallback(qmd: Path, out_dir: Path, results_dir: Path, log, keep_buil
         if meta.get("number-sections"):
             args.append("--number-sections")
         _run_pandoc(args, build, log)
-        log(f"[render] html: {len(numbers)} figures ({time.perf_counter() - t0:.1f} s)")
+        log(f"[render] html: {sum(k.startswith('fig-') for k in numbers)} figures ({time.perf_counter() - t0:.1f} s)")
 
         t0 = time.perf_counter()
         (build / "header.typ").write_text(TYPST_HEADER)
@@ -618,6 +629,10 @@ def _find_output(name: str, since: float, roots: list[Path]) -> Path | None:
 
 
 def _render_quarto(qmd: Path, out_dir: Path, results_dir: Path, log) -> dict:
+    """Quarto renders each format into a fresh build folder (``--output-dir``: Quarto may empty its
+    output folder, and results/report/ also holds the cells' pages), where the output lands under the
+    .qmd's sub-folder (``report/index.html``); the file is then moved into out_dir. The kernel daemon
+    is off, so the render reads this run's ``CARCOLOR_RESULTS``, not a kept kernel's."""
     quarto = shutil.which("quarto")
     if not quarto:
         raise RenderError("quarto is not on PATH (use --renderer fallback)")
@@ -625,40 +640,28 @@ def _render_quarto(qmd: Path, out_dir: Path, results_dir: Path, log) -> dict:
     renderer = f"Quarto {version}"
     log(f"[render] renderer: {renderer}")
     env = {**os.environ, "CARCOLOR_RESULTS": str(results_dir.resolve()), "CARCOLOR_RENDERER": renderer}
-    start = time.time()
-    for fmt in ("html", "typst"):
-        t0 = time.perf_counter()
-        proc = subprocess.run([quarto, "render", str(qmd), "--to", fmt], env=env)
-        if proc.returncode != 0:
-            raise RenderError(f"quarto render --to {fmt} failed with exit code {proc.returncode}")
-        log(f"[render] {fmt}: ({time.perf_counter() - t0:.1f} s)")
-    # Quarto writes to the project's output-dir (keeping the file's sub-folder) or next to the .qmd.
-    project = next((d for d in [qmd.parent.resolve(), *qmd.parent.resolve().parents]
-                    if (d / "_quarto.yml").is_file()), None)
-    roots = [out_dir, qmd.parent]
-    if project is not None:
-        cfg = yaml.safe_load((project / "_quarto.yml").read_text()) or {}
-        output_dir = (cfg.get("project") or {}).get("output-dir")
-        if output_dir:
-            roots.insert(0, project / output_dir)
+    build = build_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {"renderer": renderer}
-    for key, suffix in (("html", ".html"), ("pdf", ".pdf")):
-        found = _find_output(qmd.stem + suffix, start, roots)
-        if found is None:
-            raise RenderError(f"quarto finished but no new {qmd.stem}{suffix} was found under "
-                              + ", ".join(str(r) for r in roots))
-        dest = out_dir / f"index{suffix}"
-        if found.resolve() != dest.resolve():
+    try:
+        for key, fmt, suffix in (("html", "html", ".html"), ("pdf", "typst", ".pdf")):
+            t0 = time.perf_counter()
+            start = time.time()
+            proc = subprocess.run([quarto, "render", str(qmd), "--to", fmt, "--output-dir", str(build.resolve()),
+                                   "--no-execute-daemon"], env=env)
+            if proc.returncode != 0:
+                raise RenderError(f"quarto render --to {fmt} failed with exit code {proc.returncode}")
+            found = _find_output(qmd.stem + suffix, start, [build])
+            if found is None:
+                raise RenderError(f"quarto finished but wrote no {qmd.stem}{suffix} under {build}")
+            dest = out_dir / f"index{suffix}"
             tmp = dest.with_name(f".{dest.name}.tmp")
             shutil.move(str(found), tmp)
             os.replace(tmp, dest)
-            try:  # drop the sub-folder Quarto made inside the output folder, if now empty
-                if found.parent.resolve() != out_dir.resolve() and not any(found.parent.iterdir()):
-                    found.parent.rmdir()
-            except OSError:
-                pass
-        result[key] = dest
+            result[key] = dest
+            log(f"[render] {fmt}: ({time.perf_counter() - t0:.1f} s)")
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
     return result
 
 

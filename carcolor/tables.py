@@ -22,7 +22,11 @@ SUMMARY_COLUMNS = KEYS + ["epochs", "params", "macs", "image_size", "batch_size"
                           "best_val_f1_macro", "best_epoch", "final_val_f1_macro", "final_val_accuracy",
                           "final_val_loss", "train_seconds", "mean_epoch_seconds", "images_per_s",
                           "optimizer_s", "device", "score_split", "score_f1_macro", "score_accuracy", "score_loss",
-                          "train_epoch_seconds", "optimizer_step_ms", "val_loss_change_sd", "test_images", "compile_s"]
+                          "train_epoch_seconds", "optimizer_step_ms", "val_loss_change_sd", "test_images", "compile_s",
+                          "pretrained", "hflip", "crop_padding", "label_smoothing", "weight_decay"]
+PROVENANCE_COLUMNS = ["cell", "started", "ended", "host", "cpu_model", "cpu_cores", "cpu_usable", "gpu_name",
+                      "gpu_memory_gib", "gpu_driver", "python", "torch", "cuda", "cudnn", "platform", "commit",
+                      "tracked_changes", "locked", "lock_differences", "inductor_cache", "rerun"]
 SPLITS = ("train", "val", "test")  # the order of prepare's splits, for dataset.csv
 
 
@@ -33,6 +37,27 @@ def _read_run(run_dir: Path) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
                                 f"snakemake --cores all --forcerun {run_dir / 'train.ipynb'}")
     return (pd.read_csv(run_dir / "metrics.csv"), json.loads((run_dir / "summary.json").read_text()),
             pd.read_csv(run_dir / "predictions.csv"))
+
+
+def provenance_row(run_dir: Path, cell: str) -> dict:
+    """One row of provenance.csv from a cell's provenance.json (a field a run did not record is empty)."""
+    path = run_dir / "provenance.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; re-run its cell: make cell CELL={cell}")
+    p = json.loads(path.read_text())
+    cpu, gpu, locked = p.get("cpu") or {}, p.get("gpu") or {}, p.get("locked")
+    differences = (locked or {}).get("differences") or []
+    return {"cell": p.get("cell", cell), "started": p.get("started"), "ended": p.get("ended") or p.get("created"),
+            "host": p.get("host"), "cpu_model": cpu.get("model"), "cpu_cores": cpu.get("cores"),
+            "cpu_usable": cpu.get("usable"), "gpu_name": gpu.get("name"), "gpu_memory_gib": gpu.get("memory_gib"),
+            "gpu_driver": gpu.get("driver"), "python": p.get("python"),
+            "torch": p.get("torch") or (p.get("packages") or {}).get("torch"), "cuda": p.get("cuda"),
+            "cudnn": p.get("cudnn"), "platform": p.get("platform"), "commit": p.get("git_commit"),
+            "tracked_changes": p.get("git_tracked_changes"),
+            "locked": None if locked is None else bool(locked.get("matches")),
+            "lock_differences": "; ".join(f"{d['package']} {d.get('installed')} (locked {d.get('locked')})"
+                                          for d in differences),
+            "inductor_cache": p.get("inductor_cache"), "rerun": p.get("rerun") or f"make cell CELL={cell}"}
 
 
 def score_split(metrics: pd.DataFrame) -> str:
@@ -85,6 +110,9 @@ def summarise(metrics: pd.DataFrame, info: dict) -> dict:
         "test_images": int(info.get("test_images", 0)),
         # the warm-up before epoch 1 (compilation, or the CPU's first step), outside every time above
         "compile_s": float(info.get("compile_s", float("nan"))),
+        # the settings the report's method section describes (empty where a run did not record them)
+        **{k: (info.get("config") or {}).get(k) for k in ("pretrained", "hflip", "crop_padding", "label_smoothing",
+                                                          "weight_decay")},
     }
 
 
@@ -125,16 +153,17 @@ def _csv(frame: pd.DataFrame):
 
 
 def collect(run_dirs: list[str | Path], prepared_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """Write epochs.csv, summary.csv, per_class.csv, confusion.csv, dataset.csv, dataset.json and
-    comparisons.csv, all together (none is replaced unless all were written)."""
+    """Write epochs.csv, summary.csv, per_class.csv, confusion.csv, dataset.csv, dataset.json,
+    comparisons.csv and provenance.csv, all together (none is replaced unless all were written)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prepared = Path(prepared_dir)
     info = json.loads((prepared / "dataset.json").read_text())
     classes = info["colours"]
-    epochs, summaries, scores, confusions = [], [], [], []
+    epochs, summaries, scores, confusions, origins = [], [], [], [], []
     for run_dir in run_dirs:
         metrics, summary, preds = _read_run(Path(run_dir))
+        origins.append(provenance_row(Path(run_dir), summary["cell"]))
         epochs.append(metrics)
         summaries.append(summarise(metrics, summary))
         s, c = per_class(preds, classes, summary)
@@ -145,7 +174,7 @@ def collect(run_dirs: list[str | Path], prepared_dir: str | Path, out_dir: str |
     summary = pd.DataFrame(summaries, columns=SUMMARY_COLUMNS)
     compared = claims.comparisons(summary, epochs)
     paths = {name: out / f"{name}.csv" for name in ("epochs", "summary", "per_class", "confusion", "dataset",
-                                                     "comparisons")}
+                                                     "comparisons", "provenance")}
     paths["dataset_json"] = out / "dataset.json"
     meta = {k: v for k, v in info.items() if k not in ("decode_images_per_s", "decode_images_per_s_per_worker")}
     meta["n_val_per_colour"] = info["n_val_per_colour"]
@@ -159,6 +188,7 @@ def collect(run_dirs: list[str | Path], prepared_dir: str | Path, out_dir: str |
         paths["per_class"]: _csv(pd.concat(scores, ignore_index=True)),
         paths["confusion"]: _csv(pd.concat(confusions, ignore_index=True)),
         paths["dataset"]: _csv(dataset_table(manifest)),
+        paths["provenance"]: _csv(pd.DataFrame(origins, columns=PROVENANCE_COLUMNS)),
         paths["dataset_json"]: lambda tmp: tmp.write_text(json.dumps(meta, indent=2)),
     })
     return paths

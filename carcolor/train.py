@@ -456,6 +456,7 @@ def run(cfg: TrainConfig, data: dict, out_dir: str | Path, *, log=None) -> dict:
 
 
 def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
+    started = provenance.now()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     classes = data["classes"]
@@ -505,6 +506,7 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
         if ckpt.get("cuda_rng") is not None and rt.device.type == "cuda":
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
         history, selected, start_epoch = ckpt["history"], ckpt["selected"], ckpt["epoch"] + 1
+        started = ckpt.get("started", started)  # a resumed run started when its first epoch did
         if ckpt["epoch"] >= cfg.epochs:
             log(f"[{cfg.cell}] all {cfg.epochs} epochs were trained already ({ckpt_path}); writing the results")
         else:
@@ -535,7 +537,7 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
                            "selected": selected,
                            "generator": train_batches.generator.get_state(), "torch_rng": torch.get_rng_state(),
                            "cuda_rng": torch.cuda.get_rng_state_all() if rt.device.type == "cuda" else None,
-                           "classes": classes, "complete": epoch == cfg.epochs}, ckpt_path)
+                           "classes": classes, "complete": epoch == cfg.epochs, "started": started}, ckpt_path)
         log(f"[{cfg.cell}] epoch {epoch}/{cfg.epochs}  train loss {tr['loss']:.4f}  val loss {va['loss']:.4f}  "
             f"val F1 {va['f1_macro']:.3f}  val acc {va['accuracy']:.3f}  {tr['seconds'] + va['seconds']:.1f}s  "
             f"{tr['images_per_s']:.0f} img/s")
@@ -557,7 +559,8 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
     atomic.write_together({
         out / "metrics.csv": lambda tmp: metrics.to_csv(tmp, index=False),
         out / "predictions.csv": lambda tmp: predictions.to_csv(tmp, index=False),
-        out / "provenance.json": lambda tmp: tmp.write_text(json.dumps(provenance.collect(), indent=2)),
+        out / "provenance.json": lambda tmp: tmp.write_text(json.dumps(
+            provenance.collect(device=rt.device, cell=cfg.cell, started=started), indent=2)),
         # last: its presence says the cell's results are complete
         out / "summary.json": lambda tmp: tmp.write_text(json.dumps(summary, indent=2, default=str)),
     })

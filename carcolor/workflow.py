@@ -29,16 +29,21 @@ RUN_DIR = "results/runs/{arch}-{optimizer}-s{seed}"
 RUN_FILES = ("train.ipynb", "metrics.csv", "predictions.csv", "summary.json")
 TABLES = [f"results/tables/{name}" for name in
           ("epochs.csv", "summary.csv", "per_class.csv", "confusion.csv", "dataset.csv", "dataset.json",
-           "comparisons.csv")]
+           "comparisons.csv", "provenance.csv")]
 REPORT = ["results/report/index.html", "results/report/index.pdf"]
+CELL_PAGE = "results/report/cells/{arch}-{optimizer}-s{seed}.html"  # carcolor.pages.page_path, under the report
+FIGURE_NAMES = ("loss", "f1", "time", "breakdown", "per_class", "confusion")  # carcolor.plots.FIGURES
+FIGURES = [f"results/figures/{name}.png" for name in FIGURE_NAMES]
 # The package modules each stage runs: editing one re-runs that stage and what follows, nothing else.
 CODE = {
     "generate": ["synth.py", "cli.py", "atomic.py"],
     "prepare": ["dvm.py", "prepare.py", "cli.py"],
     "train": ["train.py", "batches.py", "models.py", "optim.py", "notebook.py", "atomic.py", "runlock.py",
-              "provenance.py"],
+              "provenance.py", "lock.py"],
     "collect": ["tables.py", "stats.py", "claims.py", "cli.py", "atomic.py"],
-    "render": ["render.py", "plots.py", "narrative.py", "stats.py", "claims.py", "atomic.py"],
+    "pages": ["pages.py", "cli.py", "atomic.py", "templates/cellpage/index.html.j2", "templates/cellpage/conf.json"],
+    "figures": ["plots.py", "narrative.py", "stats.py", "cli.py", "atomic.py"],
+    "render": ["render.py", "plots.py", "narrative.py", "pages.py", "stats.py", "claims.py", "atomic.py"],
 }
 
 
@@ -102,8 +107,17 @@ def code(basedir: str, stage: str) -> list[str]:
     return [here(basedir, f"carcolor/{name}") for name in CODE[stage]]
 
 
+def caption(basedir: str, name: str) -> str:
+    """The caption of a category of outputs in Snakemake's report (report/snakemake/<name>.rst)."""
+    return here(basedir, f"report/snakemake/{name}.rst")
+
+
 def cell_names(cfg: dict) -> list[str]:
     return [c.name for c in cfgmod.cells(cfg)]
+
+
+def cell_pages(cfg: dict) -> list[str]:
+    return [CELL_PAGE.format(arch=c.arch, optimizer=c.optimizer, seed=c.seed) for c in cfgmod.cells(cfg)]
 
 
 def run_files(cfg: dict, name: str) -> list[str]:
@@ -194,3 +208,19 @@ def gpus_per_cell(cfg: dict, nvidia: str = "/dev/nvidiactl") -> int:
     importing torch (the Snakefile runs on every invocation): NVIDIA's driver node stands for CUDA."""
     device = cfg["train"]["device"]
     return int(device == "cuda" or (device == "auto" and os.path.exists(nvidia)))
+
+
+def export_configfiles(files) -> None:
+    """Tell the jobs which --configfile paths this run was given (for the re-run command each cell
+    records); paths relative to the working directory where they lie under it."""
+    from .provenance import CONFIGFILES_ENV
+
+    cwd = Path.cwd().resolve()
+    shown = []
+    for f in files or []:
+        path = Path(f).resolve()
+        try:
+            shown.append(str(path.relative_to(cwd)))
+        except ValueError:
+            shown.append(str(path))
+    os.environ[CONFIGFILES_ENV] = json.dumps(shown)

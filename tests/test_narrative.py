@@ -227,7 +227,7 @@ def test_quality_and_time_tables(tables):
 
 def test_run_table_names_every_cell(tables):
     df = n.run_table(tables.summary)
-    assert list(df["Cell"]) == [f"`{c}`" for c in n.cells(tables.summary)]
+    assert list(df["Cell"]) == [f"[`{c}`](cells/{c}.html)" for c in n.cells(tables.summary)]  # linked to its page
     assert len(df) == 12 and "Test F1" in df.columns
 
 

@@ -67,6 +67,8 @@ def one_seed_report(tmp_path_factory, this_checkout):
     tables["dataset.json"] = {**tables["dataset.json"], "source": "dvm", "synthetic": False,
                               "skipped": {"unreadable": 3, "missing_colour": 12},
                               "archives": ["/data/dvm/Confirmed_fronts.zip"]}
+    # a setup that differs where the method section speaks of it: ImageNet weights, no augmentation
+    tables["summary"] = tables["summary"].assign(pretrained=True, hflip=False, crop_padding=0)
     fx.write_tables(tables, results / "tables")
     return _render(results, tmp_path_factory.mktemp("report-one-seed-dvm"))
 
@@ -111,6 +113,41 @@ def test_html_content(synthetic_report):
     assert html.count("<table") >= 4
     assert "Sandler" in html and "Kingma" in html and "10.6084/m9.figshare.19586296" in html
     assert "<math" in html
+
+
+def test_sentences_follow_the_config(synthetic_report, one_seed_report):
+    """The training setup is stated from what the runs recorded, not assumed."""
+    scratch, tuned = synthetic_report["html_text"], one_seed_report["html_text"]
+    assert "trains one network from scratch" in scratch and "ImageNet weights" not in scratch
+    assert "random crop after padding by 4 px and a random horizontal flip" in scratch
+    assert "fine-tunes one network, starting from its ImageNet weights" in tuned and "from scratch" not in tuned
+    assert "Training images are not augmented." in tuned
+    assert "at 96 × 96 pixels" in scratch and "seed(s) 0, 1 and 2" in scratch and "seed(s) 0;" in tuned
+
+
+def test_runs_link_to_their_pages_and_the_appendix_says_where_they_ran(synthetic_report):
+    html, pdf = synthetic_report["html_text"], _squash(synthetic_report["pdf_text"])
+    prov = synthetic_report["tables"].provenance
+    assert 'id="sec-provenance"' in html
+    for cell in CELLS:
+        assert f'href="cells/{cell}.html"' in html  # relative: the copied results/report/ keeps working
+        assert _squash(f"cells/{cell}.html") in pdf  # the PDF names the page
+        assert _squash(f"make cell CELL={cell}") in pdf
+    first = prov.iloc[0]
+    for fact in (first["cpu_model"], first["host"], "2026-06-17 09:00:00", first["commit"][:10], "as committed"):
+        assert fact in html and _squash(fact) in pdf, fact
+    assert "every run used the packages of" in html
+
+
+def test_tables_have_ids_and_figures_alt_text(synthetic_report):
+    html = synthetic_report["html_text"]
+    for label in ("tbl-data", "tbl-quality", "tbl-time", "tbl-verdicts", "tbl-runs", "tbl-where", "tbl-code"):
+        assert f'<table id="{label}"' in html or f'id="{label}"' in html, label
+    images = re.findall(r"<img [^>]*>", html)
+    assert len(images) == 6
+    for img in images:
+        alt = re.search(r'alt="([^"]*)"', img)
+        assert alt and len(alt.group(1)) > 40 and not alt.group(1).startswith("Figure"), img[:200]
 
 
 def test_pdf_content(synthetic_report):
@@ -281,11 +318,20 @@ def test_figures_are_numbered_and_crossrefs_resolved():
 
 
 def test_table_captions_are_numbered():
-    md = "| a |\n|--:|\n| 1 |\n\n: First table.\n\nText\n\n: not a caption\n\n| b |\n|---|\n| 2 |\n\n: Second.\n"
-    out = render.number_tables(md)
+    md = ("| a |\n|--:|\n| 1 |\n\n: First table.\n\nText\n\n: not a caption\n\n| b |\n|---|\n| 2 |\n\n"
+          ": Second. {#tbl-second}\n\nSee @tbl-second.\n")
+    numbers = {}
+    out = render.resolve_crossrefs(render.number_tables(md, numbers), numbers, log=_quiet)
     assert ": **Table 1:** First table." in out
-    assert ": **Table 2:** Second." in out
+    assert ": **Table 2:** Second. {#tbl-second}" in out  # pandoc gives the table the id
+    assert "See [Table 2](#tbl-second)." in out and numbers == {"tbl-second": 2}
     assert ": not a caption" in out
+
+
+def test_table_labels_are_quartos():
+    assert narrative.md_table(pd.DataFrame({"a": [1]}), "Cap.", "tbl-a").rstrip().endswith(": Cap. {#tbl-a}")
+    with pytest.raises(ValueError, match="tbl-"):
+        narrative.md_table(pd.DataFrame({"a": [1]}), "Cap.", "table-a")
 
 
 # --------------------------------------------------------------------------- figures on partial grids
@@ -329,10 +375,13 @@ def test_bands_are_means_over_seeds():
 # --------------------------------------------------------------------------- quarto path (with a stand-in)
 
 FAKE_QUARTO = """#!/bin/sh
-# stand-in for quarto: writes where a project with output-dir puts files
+# stand-in for quarto render: like Quarto, it writes under the output folder (--output-dir, else the
+# project's output-dir) keeping the input's sub-folder (report/index.html), and empties --output-dir first
 if [ "$1" = "--version" ]; then echo 1.6.40; exit 0; fi
-qmd="$2"; fmt="$4"
-dest="$PROJECT/results/report/report"
+echo "$@" >> "$PROJECT/quarto-args"
+qmd="$2"; fmt="$4"; out="$PROJECT/results"
+if [ "$5" = "--output-dir" ]; then out="$6"; rm -rf "$out"; fi
+dest="$out/report"
 mkdir -p "$dest"
 case "$fmt" in
   html) printf '<html>%s %s</html>' "$CARCOLOR_RENDERER" "$CARCOLOR_RESULTS" > "$dest/index.html" ;;
@@ -356,8 +405,25 @@ def test_quarto_outputs_are_moved_into_out_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
     monkeypatch.setenv("PROJECT", str(project))
     out = project / "results" / "report"
+    (out / "cells").mkdir(parents=True)
+    (out / "cells" / "a.html").write_text("a cell's page")
     result = render.render_report(qmd, out, FIXTURES, log=_quiet)  # auto picks quarto
     assert result["renderer"] == "Quarto 1.6.40"
-    assert sorted(p.name for p in out.iterdir()) == ["index.html", "index.pdf"]
+    assert sorted(p.name for p in out.iterdir()) == ["cells", "index.html", "index.pdf"]  # the pages survive
+    assert not (project / "results" / ".report.build").exists()
+    args = (project / "quarto-args").read_text()
+    assert args.count("--no-execute-daemon") == 2  # a kept kernel would ignore CARCOLOR_RESULTS
     html = (out / "index.html").read_text()
     assert "Quarto 1.6.40" in html and str(FIXTURES.resolve()) in html
+
+
+def test_a_plain_quarto_render_writes_where_the_workflow_does():
+    """Quarto keeps the input's sub-folder under the project's output-dir: results + report/ = results/report."""
+    import yaml
+
+    from carcolor import workflow
+
+    project = yaml.safe_load((ROOT / "_quarto.yml").read_text())["project"]
+    (source,) = project["render"]
+    written = Path(project["output-dir"]) / Path(source).parent / "index.html"
+    assert str(written) == workflow.REPORT[0]

@@ -117,6 +117,14 @@ def _write_run(run_dir, keys, metrics, labels):
     preds = pd.DataFrame({"split": "test", "epoch": 2, "row": range(len(labels)), "label": labels,
                           "pred": labels[::-1]})
     preds.to_csv(run_dir / "predictions.csv", index=False)
+    (run_dir / "provenance.json").write_text(json.dumps({
+        "cell": keys["cell"], "started": "2026-01-01T10:00:00+00:00", "ended": "2026-01-01T10:01:00+00:00",
+        "host": "node-7", "cpu": {"model": "Some CPU", "cores": 8, "usable": 2},
+        "gpu": {"name": "NVIDIA H100 80GB HBM3", "memory_gib": 79.1, "driver": "550.54.15"},
+        "torch": "2.14.1", "cuda": "13.0", "cudnn": 92400, "git_commit": "ab" * 20, "git_tracked_changes": False,
+        "locked": {"lock": "requirements.lock", "matches": False,
+                   "differences": [{"package": "numpy", "locked": "2.4.6", "installed": "2.4.5"}]},
+        "rerun": f"make cell CELL={keys['cell']}"}))
 
 
 def test_collect_writes_every_table_and_one_seed_decides_nothing(tmp_path):
@@ -135,7 +143,14 @@ def test_collect_writes_every_table_and_one_seed_decides_nothing(tmp_path):
             runs.append(tmp_path / "runs" / keys["cell"])
             _write_run(runs[-1], keys, _hand_made(keys=keys), np.array([0, 0, 1, 1]))
     paths = tables.collect(runs, prepared, tmp_path / "tables")
-    assert set(paths) == {"epochs", "summary", "per_class", "confusion", "dataset", "dataset_json", "comparisons"}
+    assert set(paths) == {"epochs", "summary", "per_class", "confusion", "dataset", "dataset_json", "comparisons",
+                          "provenance"}
+    prov = pd.read_csv(paths["provenance"])
+    assert list(prov.columns) == tables.PROVENANCE_COLUMNS and list(prov["cell"]) == [r.name for r in runs]
+    first = prov.iloc[0]
+    assert (first["cpu_model"], first["cpu_usable"], first["gpu_name"], first["gpu_driver"]) == (
+        "Some CPU", 2, "NVIDIA H100 80GB HBM3", "550.54.15")
+    assert not first["locked"] and first["lock_differences"] == "numpy 2.4.5 (locked 2.4.6)"
     compared = pd.read_csv(paths["comparisons"])
     assert list(compared.columns) == claims.COLUMNS
     assert len(compared) == 14 and set(compared["verdict"]) == {"inconclusive"}  # one seed decides nothing

@@ -18,7 +18,8 @@ import pytest
 from tests.flow import CELLS, planned, snakemake, snakemake_cmd
 
 pytestmark = pytest.mark.workflow
-TRAIN_ALL = {"train_cell": len(CELLS), "collect_tables": 1, "render_report": 1}
+AFTER_TABLES = {"collect_tables": 1, "figures": 1, "render_report": 1}
+TRAIN_ALL = {"train_cell": len(CELLS), "cell_page": len(CELLS), **AFTER_TABLES}
 
 
 def test_lint_reports_nothing_but_conda_environments(repo, tmp_path, tool_env):
@@ -118,6 +119,51 @@ def test_report_html_and_pdf(smoke_run):
     assert not (smoke_run / "results" / ".report.build").exists()  # the renderer's work folder is gone
 
 
+def test_every_run_links_to_its_notebook_page(smoke_run):
+    """The report links each run to results/report/cells/<cell>.html by a relative link; each page is
+    self-contained (figures inline, nothing fetched) and links back; the PDF names each page's path."""
+    from pypdf import PdfReader
+
+    report = smoke_run / "results" / "report"
+    html = (report / "index.html").read_text()
+    flat = " ".join("\n".join(p.extract_text() for p in PdfReader(report / "index.pdf").pages).split())
+    for cell in CELLS:
+        page = report / "cells" / f"{cell}.html"
+        assert f'href="cells/{cell}.html"' in html, cell
+        assert f"cells/{cell}.html" in flat, cell
+        text = page.read_text()
+        assert f"[{cell}] epoch 3/3" in text  # the notebook's own output
+        assert "data:image/png;base64" in text and 'href="../index.html#sec-runs"' in text
+        assert "<script src=" not in text
+
+
+def test_provenance_appendix_and_table(smoke_run):
+    from carcolor import provenance
+
+    prov = pd.read_csv(smoke_run / "results" / "tables" / "provenance.csv")
+    assert sorted(prov["cell"]) == sorted(CELLS)
+    assert (prov["cpu_model"] == provenance.cpu_model()).all() and (prov["cpu_cores"] > 0).all()
+    assert (pd.to_datetime(prov["started"]) <= pd.to_datetime(prov["ended"])).all()
+    assert prov["rerun"].str.startswith("make cell CELL=").all()
+    assert prov["rerun"].str.endswith("tests/smoke.yaml").all()  # the run's --configfile
+    html = (smoke_run / "results" / "report" / "index.html").read_text()
+    assert 'id="sec-provenance"' in html and provenance.cpu_model() in html
+    assert f"make cell CELL={CELLS[0]} CONFIG=" in html
+
+
+def test_snakemakes_own_report(repo, smoke_run, tool_env):
+    """`snakemake --report` packs the outputs marked report(...) by category, with its provenance."""
+    import zipfile
+
+    out = snakemake(repo, smoke_run, "--report", "results/snakemake-report.zip", env=tool_env)
+    archive = smoke_run / "results" / "snakemake-report.zip"
+    assert archive.stat().st_size > 0, out.stderr[-2000:]
+    names = {Path(n).name for n in zipfile.ZipFile(archive).namelist()}
+    expected = {"report.html", "index.html", "index.pdf", "summary.csv", "provenance.csv", "comparisons.csv",
+                "loss.png", "confusion.png", *(f"{cell}.html" for cell in CELLS)}
+    assert expected <= names, sorted(expected - names)
+
+
 def test_no_op_rerun_has_nothing_to_do(repo, smoke_run, tool_env):
     start = time.time()
     out = snakemake(repo, smoke_run, "-n", env=tool_env)
@@ -138,8 +184,8 @@ def _override(tmp_path, name: str, text: str) -> list:
     ("threads", "train: {threads: 2}", TRAIN_ALL),
     ("image_size", "data: {image_size: 24}", {"prepare_dataset": 1, **TRAIN_ALL}),
     ("synthetic_seed", "synthetic: {seed: 1}", {"generate_synthetic": 1, "prepare_dataset": 1, **TRAIN_ALL}),
-    ("new_seed", "grid: {seeds: [0, 1, 2]}", {**TRAIN_ALL, "train_cell": 4}),  # the 4 new cells only
-    ("one_arch", "grid: {archs: [mobilenet_v2]}", {"collect_tables": 1, "render_report": 1}),
+    ("new_seed", "grid: {seeds: [0, 1, 2]}", {**TRAIN_ALL, "train_cell": 4, "cell_page": 4}),  # the new cells only
+    ("one_arch", "grid: {archs: [mobilenet_v2]}", AFTER_TABLES),
 ])
 def test_a_changed_setting_reruns_exactly_what_depends_on_it(repo, smoke_run, tool_env, tmp_path, name, text, plan):
     out = snakemake(repo, smoke_run, "-n", env=tool_env, config=_override(tmp_path, name, text))
@@ -149,8 +195,10 @@ def test_a_changed_setting_reruns_exactly_what_depends_on_it(repo, smoke_run, to
 @pytest.mark.parametrize("relative, plan", [
     ("experiments/train.ipynb", TRAIN_ALL),
     ("carcolor/train.py", TRAIN_ALL),
-    ("carcolor/tables.py", {"collect_tables": 1, "render_report": 1}),
+    ("carcolor/tables.py", AFTER_TABLES),
     ("report/index.qmd", {"render_report": 1}),
+    ("carcolor/plots.py", {"figures": 1, "render_report": 1}),
+    ("carcolor/pages.py", {"cell_page": len(CELLS), "render_report": 1}),
     ("carcolor/synth.py", {"generate_synthetic": 1, "prepare_dataset": 1, **TRAIN_ALL}),
 ])
 def test_an_edited_file_reruns_exactly_what_depends_on_it(repo, smoke_run, tool_env, relative, plan):
@@ -209,6 +257,7 @@ def test_rerun_one_cell_touches_only_that_cell(repo, smoke_run, tool_env):
     target = "mobilenet_v1-adam-s0"
     files = {p: p.stat().st_mtime_ns for p in (smoke_run / "results" / "runs").rglob("*") if p.is_file()}
     report = {p: p.stat().st_mtime_ns for p in (smoke_run / "results" / "report").iterdir()}
+    pages = {p: p.stat().st_mtime_ns for p in (smoke_run / "results" / "report" / "cells").iterdir()}
     time.sleep(1)
     (smoke_run / "results" / "runs" / target / "checkpoint.pt").unlink()  # as `make cell` does
     snakemake(repo, smoke_run, "--forcerun", f"results/runs/{target}/train.ipynb", env=tool_env)
@@ -216,6 +265,8 @@ def test_rerun_one_cell_touches_only_that_cell(repo, smoke_run, tool_env):
         changed = path.stat().st_mtime_ns != mtime
         assert changed == (target in path.parts), path
     assert all(p.stat().st_mtime_ns != m for p, m in report.items() if p.suffix in (".html", ".pdf"))
+    for page, mtime in pages.items():  # only the re-trained cell's page is exported again
+        assert (page.stat().st_mtime_ns != mtime) == (page.stem == target), page
     log = (smoke_run / "results" / "logs" / "train_cell" / f"{target}.log").read_text()
     assert f"[{target}] epoch 1/3" in log  # trained again, not reused
     out = snakemake(repo, smoke_run, "-n", env=tool_env)
