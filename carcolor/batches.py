@@ -82,12 +82,36 @@ class Normalize:
 
 
 def to_device(images: np.ndarray, device: torch.device | str, chunk_bytes: int = 1 << 28) -> torch.Tensor:
-    """A (memory-mapped) uint8 array as a tensor on `device`, copied in chunks of about chunk_bytes,
-    so that the host never holds a second full copy (16.6 GB for the paper's training split)."""
-    out = torch.empty(tuple(images.shape), dtype=torch.uint8, device=device)
-    step = max(1, chunk_bytes // max(1, images[0].nbytes)) if len(images) else 1
-    for i in range(0, len(images), step):
-        out[i:i + step].copy_(torch.from_numpy(np.array(images[i:i + step], order="C")))
+    """A (memory-mapped) uint8 array as a tensor on `device`, copied in chunks of about chunk_bytes
+    through two staging buffers allocated once and reused, so the host never holds a second full copy
+    (16.6 GB for the paper's training split) and allocates nothing per chunk.
+
+    On CUDA the buffers are pinned (page-locked): the copy to the GPU is then one DMA at the bus's
+    speed, issued without waiting (non_blocking), while the host fills the other buffer from the array;
+    from pageable memory the driver would first copy every byte into its own small pinned buffers,
+    synchronously. Elsewhere (the CPU) pinning does not exist and the copies are plain.
+    """
+    device = torch.device(device)
+    shape = tuple(images.shape)
+    out = torch.empty(shape, dtype=torch.uint8, device=device)
+    if not len(images):
+        return out
+    pin = device.type == "cuda"
+    rows = max(1, min(len(images), chunk_bytes // max(1, images[0].nbytes)))
+    buffers = [torch.empty((rows,) + shape[1:], dtype=torch.uint8, pin_memory=pin) for _ in range(2)]
+    copied: list = [None, None]  # per buffer: the event after which the GPU has read it
+    for k, start in enumerate(range(0, len(images), rows)):
+        stop = min(len(images), start + rows)
+        if copied[k % 2] is not None:
+            copied[k % 2].synchronize()  # never overwrite a buffer the GPU is still reading
+        staging = buffers[k % 2][:stop - start]
+        np.copyto(staging.numpy(), images[start:stop])  # reads the memory map straight into the buffer
+        out[start:stop].copy_(staging, non_blocking=pin)
+        if pin:
+            copied[k % 2] = torch.cuda.Event()
+            copied[k % 2].record()
+    if pin:
+        torch.cuda.current_stream(device).synchronize()
     return out
 
 

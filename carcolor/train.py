@@ -140,12 +140,27 @@ class Runtime:
         return self.amp_dtype if self.amp_dtype is not None and self.device.type == "cuda" else torch.float32
 
 
-def resolve_runtime(cfg: TrainConfig, data_bytes: int) -> Runtime:
+# Room kept free beyond the cache and the measured training step: the allocator's fragmentation,
+# cuDNN workspaces of kernels the warm-up did not pick, the optimizer's state (created at its first step).
+DEVICE_MARGIN_BYTES = 2 << 30
+
+
+def device_cache_fits(data_bytes: int, *, free_bytes: int, activation_bytes: int,
+                      margin_bytes: int = DEVICE_MARGIN_BYTES) -> bool:
+    """Whether the uint8 cache may live on the GPU: it, the training step's own memory (activations,
+    gradients, workspaces: the warm-up's measured peak) and a margin must fit the free memory."""
+    return data_bytes + activation_bytes + margin_bytes <= free_bytes
+
+
+def resolve_runtime(cfg: TrainConfig, data_bytes: int, *, activation_bytes: int = 0,
+                    free_bytes: int | None = None) -> Runtime:
     """Device, mixed precision, compilation and data placement; 'auto' means what measured fastest.
 
     On the CPU: fp32 (bf16 autocast measured ~1.8x slower), eager (compiling takes longer than
-    an 8-epoch run saves). On CUDA: bf16 autocast, torch.compile, the data on the device if they
-    take under half of the free GPU memory. channels_last is a plain setting (faster on both).
+    an 8-epoch run saves). On CUDA: bf16 autocast, torch.compile, and the data on the device when
+    `device_cache_fits` (free_bytes: the device's free memory unless given; activation_bytes: what a
+    training step needs, which `run` measures in the warm-up and then decides the placement again).
+    channels_last is a plain setting (faster on both).
     """
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
@@ -162,7 +177,8 @@ def resolve_runtime(cfg: TrainConfig, data_bytes: int) -> Runtime:
         raise ValueError(f"amp must be auto, none, bf16 or fp16, got {cfg.amp!r}")
     compiled = use_cuda if cfg.compile == "auto" else _flag(cfg.compile, "compile")
     if cfg.data_on_device == "auto":
-        on_device = use_cuda and data_bytes < 0.5 * torch.cuda.mem_get_info()[0]
+        free = free_bytes if free_bytes is not None else (torch.cuda.mem_get_info()[0] if use_cuda else 0)
+        on_device = use_cuda and device_cache_fits(data_bytes, free_bytes=free, activation_bytes=activation_bytes)
     else:
         on_device = _flag(cfg.data_on_device, "data_on_device") and use_cuda
     return Runtime(device, amp, compiled, on_device, bool(cfg.channels_last))
@@ -332,14 +348,19 @@ def evaluate(model, criterion, batches, rt: Runtime, *, n_classes: int) -> tuple
     return metrics, y_pred, torch.cat(probs).cpu().numpy()
 
 
-def warm_up(model, step_model, criterion, rt: Runtime, *, batch_size: int, image_size: int) -> float:
+def warm_up(model, step_model, criterion, rt: Runtime, *, batch_size: int, image_size: int,
+            eval_batch_sizes: tuple[int, ...] = ()) -> float:
     """One untimed forward and backward pass before epoch 1; returns its seconds (`compile_s`).
 
-    With torch.compile this is where the graph is compiled (and, on CUDA, cuDNN autotuned); on the CPU
-    it is the first step's one-off cost. Either way it stays out of every epoch's time and throughput,
-    so the first cell of an architecture (cold compile cache) is not slower for a reason that has
-    nothing to do with its optimizer. Every state is put back (weights, BatchNorm statistics, random
-    streams) and no optimizer step is taken, so the run's numbers are the same with and without it.
+    With torch.compile this is where the graph is compiled (from Inductor's on-disk cache when an
+    earlier cell of the run compiled the same graph); on the CPU it is the first step's one-off cost.
+    On CUDA it is also where cuDNN autotunes (`cudnn.benchmark`) the training step's convolutions, and,
+    with `eval_batch_sizes`, one inference forward of the eager model per evaluation batch shape does
+    the same for evaluation. cuDNN keeps its choices in the process only, so every cell autotunes once,
+    here. All of it stays out of every epoch's time and throughput, so the first cell of an
+    architecture (cold compile cache) is not slower for a reason that has nothing to do with its
+    optimizer. Every state is put back (weights, BatchNorm statistics, random streams) and no optimizer
+    step is taken, so the run's numbers are the same with and without it.
     """
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     cpu_rng = torch.get_rng_state()
@@ -348,9 +369,16 @@ def warm_up(model, step_model, criterion, rt: Runtime, *, batch_size: int, image
     x = torch.zeros((batch_size, 3, image_size, image_size), device=rt.device, dtype=rt.input_dtype)
     x = x.contiguous(memory_format=memory_format)
     y = torch.zeros(batch_size, dtype=torch.long, device=rt.device)
-    model.train()
     _sync(rt.device)
     start = time.perf_counter()
+    if eval_batch_sizes:
+        model.eval()
+        with torch.inference_mode(), torch.autocast(rt.device.type, dtype=rt.amp_dtype,
+                                                    enabled=rt.amp_dtype is not None):
+            for n in sorted(set(eval_batch_sizes)):
+                model(torch.zeros((n,) + tuple(x.shape[1:]), device=rt.device, dtype=rt.input_dtype)
+                      .contiguous(memory_format=memory_format))
+    model.train()
     with torch.autocast(rt.device.type, dtype=rt.amp_dtype, enabled=rt.amp_dtype is not None):
         loss = criterion(step_model(x), y)
     loss.backward()
@@ -362,6 +390,36 @@ def warm_up(model, step_model, criterion, rt: Runtime, *, batch_size: int, image
     if cuda_rng is not None:
         torch.cuda.set_rng_state_all(cuda_rng)
     return seconds
+
+
+def eval_batch_shapes(split_sizes, batch_size: int) -> tuple[int, ...]:
+    """The batch sizes evaluation will see: a full batch and each split's last, shorter one."""
+    shapes = set()
+    for n in split_sizes:
+        if n:
+            shapes.add(min(n, batch_size))
+            if n > batch_size and n % batch_size:
+                shapes.add(n % batch_size)
+    return tuple(sorted(shapes))
+
+
+def _timed_warm_up(model, step_model, criterion, rt: Runtime, cfg: TrainConfig, data: dict,
+                   splits) -> tuple[float, int | None]:
+    """The warm-up (evaluation shapes too on CUDA, where cuDNN autotunes); on CUDA also the memory it
+    took beyond what was allocated before (the training step's peak: activations, gradients,
+    workspaces), after which the allocator's cached blocks go back for the data cache to use."""
+    cuda = rt.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(rt.device)
+        before = torch.cuda.memory_allocated(rt.device)
+    shapes = eval_batch_shapes([len(data[f"{s}_labels"]) for s in splits[1:]], cfg.eval_batch_size) if cuda else ()
+    seconds = warm_up(model, step_model, criterion, rt, batch_size=cfg.batch_size,
+                      image_size=int(data["train_images"].shape[1]), eval_batch_sizes=shapes)
+    if not cuda:
+        return seconds, None
+    peak = torch.cuda.max_memory_allocated(rt.device) - before
+    torch.cuda.empty_cache()
+    return seconds, int(peak)
 
 
 def optimizer_settings(name: str, kwargs: dict) -> tuple[dict, str]:
@@ -464,7 +522,8 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
     scored = score_split(data)
     has_test = scored == "test"
     splits = ("train", "val", "test") if has_test else ("train", "val")
-    rt = resolve_runtime(cfg, sum(data[f"{s}_images"].nbytes for s in splits))
+    data_bytes = sum(data[f"{s}_images"].nbytes for s in splits)
+    rt = resolve_runtime(cfg, data_bytes)  # on CUDA the data's place is decided after the warm-up
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     keeps_memory = False
@@ -484,13 +543,6 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
     optimizer = optim.build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr,
                                       weight_decay=cfg.weight_decay, **optimizer_kwargs)
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    train_batches = CachedBatches(data["train_images"], data["train_labels"], batch_size=cfg.batch_size,
-                                  device=rt.device, shuffle=True, seed=cfg.seed,
-                                  preset=TrainPreset(crop_padding=cfg.crop_padding, hflip=cfg.hflip),
-                                  on_device=rt.data_on_device, drop_last=True, dtype=rt.input_dtype)
-    eval_batches = {s: CachedBatches(data[f"{s}_images"], data[f"{s}_labels"], batch_size=cfg.eval_batch_size,
-                                     device=rt.device, shuffle=False, on_device=rt.data_on_device,
-                                     dtype=rt.input_dtype) for s in splits[1:]}
 
     ckpt_path = out / "checkpoint.pt"
     history: list[dict] = []
@@ -501,7 +553,6 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        train_batches.generator.set_state(ckpt["generator"])
         torch.set_rng_state(ckpt["torch_rng"])
         if ckpt.get("cuda_rng") is not None and rt.device.type == "cuda":
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
@@ -513,11 +564,26 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
             log(f"[{cfg.cell}] resuming after epoch {ckpt['epoch']} from {ckpt_path}")
     step_model = torch.compile(model) if rt.compile else model
     compile_s = float("nan")  # nothing left to train: no warm-up
+    step_bytes = None
     if start_epoch <= cfg.epochs:
-        compile_s = warm_up(model, step_model, criterion, rt, batch_size=cfg.batch_size,
-                            image_size=int(data["train_images"].shape[1]))
+        compile_s, step_bytes = _timed_warm_up(model, step_model, criterion, rt, cfg, data, splits)
         log(f"[{cfg.cell}] warm-up ({'compiling' if rt.compile else 'first step'}): {compile_s:.1f}s, "
             f"not counted in the epochs' times")
+    if rt.device.type == "cuda" and cfg.data_on_device == "auto":
+        free = torch.cuda.mem_get_info()[0]
+        rt = dataclasses.replace(rt, data_on_device=step_bytes is not None and device_cache_fits(
+            data_bytes, free_bytes=free, activation_bytes=step_bytes))
+        log(f"[{cfg.cell}] data ({data_bytes / 1e9:.1f} GB) on the device: {rt.data_on_device} (training step "
+            f"{(step_bytes or 0) / 1e9:.1f} GB, free {free / 1e9:.1f} GB, margin {DEVICE_MARGIN_BYTES / 1e9:.1f} GB)")
+    train_batches = CachedBatches(data["train_images"], data["train_labels"], batch_size=cfg.batch_size,
+                                  device=rt.device, shuffle=True, seed=cfg.seed,
+                                  preset=TrainPreset(crop_padding=cfg.crop_padding, hflip=cfg.hflip),
+                                  on_device=rt.data_on_device, drop_last=True, dtype=rt.input_dtype)
+    eval_batches = {s: CachedBatches(data[f"{s}_images"], data[f"{s}_labels"], batch_size=cfg.eval_batch_size,
+                                     device=rt.device, shuffle=False, on_device=rt.data_on_device,
+                                     dtype=rt.input_dtype) for s in splits[1:]}
+    if ckpt is not None:
+        train_batches.generator.set_state(ckpt["generator"])
 
     keys = {"cell": cfg.cell, "arch": cfg.arch, "optimizer": cfg.optimizer, "seed": cfg.seed}
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -548,7 +614,7 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
                "image_size": int(data["train_images"].shape[1]), "batch_size": cfg.batch_size, "lr": cfg.lr,
                "train_images": int(len(data["train_labels"])), "val_images": int(len(data["val_labels"])),
                "test_images": int(len(data.get("test_labels", ()))), "score_split": scored,
-               "selected_epoch": selected["epoch"], "compile_s": compile_s,
+               "selected_epoch": selected["epoch"], "compile_s": compile_s, "warm_up_peak_bytes": step_bytes,
                "device": provenance.device_name(rt.device), "amp": str(rt.amp_dtype).replace("torch.", ""),
                "compile": rt.compile, "channels_last": rt.channels_last, "data_on_device": rt.data_on_device,
                "threads": torch.get_num_threads(), "optimizer_impl": optimizer_impl,

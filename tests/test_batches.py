@@ -167,3 +167,64 @@ def test_to_device_copies_a_memory_map_in_chunks(tmp_path):
     mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
     out = to_device(mapped, "cpu", chunk_bytes=3 * images[0].nbytes)  # 4 chunks, the last one short
     assert out.dtype == torch.uint8 and torch.equal(out, torch.from_numpy(images))
+
+
+def test_to_device_on_cuda_stages_through_two_reused_pinned_buffers(tmp_path, monkeypatch):
+    """The CUDA path, run on the CPU with CUDA's pieces stood in for: two pinned staging buffers
+    allocated once, asynchronous copies, and a buffer refilled only after the copy out of it is done."""
+    images = _images(10, 8)
+    np.save(tmp_path / "x.npy", images)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    log, pinned = [], []
+    real_empty, real_copyto = torch.empty, np.copyto
+
+    def empty(*shape, pin_memory=False, device=None, **kw):
+        pinned.append(pin_memory)
+        return real_empty(*shape, **kw)  # on the CPU, unpinned: none of this needs a GPU
+
+    class Event:
+        made = 0
+
+        def __init__(self):
+            self.i, Event.made = Event.made, Event.made + 1
+
+        def record(self):
+            log.append(("copy issued", self.i))
+
+        def synchronize(self):
+            log.append(("copy done", self.i))
+
+    class Stream:
+        def synchronize(self):
+            log.append(("all done",))
+
+    def copyto(dst, src):
+        log.append(("fill", sum(1 for e in log if e[0] == "fill")))
+        real_copyto(dst, src)
+
+    monkeypatch.setattr(torch, "empty", empty)
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(np, "copyto", copyto)
+    out = to_device(mapped, "cuda", chunk_bytes=3 * images[0].nbytes)  # 4 chunks through 2 buffers
+    assert torch.equal(out, torch.from_numpy(images))
+    assert pinned == [False, True, True]  # the result, then the two staging buffers: nothing per chunk
+    assert log == [("fill", 0), ("copy issued", 0), ("fill", 1), ("copy issued", 1),
+                   ("copy done", 0), ("fill", 2), ("copy issued", 2),
+                   ("copy done", 1), ("fill", 3), ("copy issued", 3), ("all done",)]
+
+
+def test_loader_benchmark_on_cuda_times_100_steps_by_the_loop_clock(repo, monkeypatch):
+    """On a GPU the default is 100 timed steps, and our loop's time is train_one_epoch's own `seconds`
+    (the loop alone), not a wall clock around it that would include its scoring and copies."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_loader_cuda", repo / "benchmarks" / "loader.py")
+    loader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loader)
+    assert loader.parse_args(["--device", "cuda"]).steps == 100
+    assert loader.parse_args(["--device", "cuda", "--size", "224"]).steps == 100
+    assert loader.parse_args(["--size", "224"]).steps == 4 and loader.parse_args([]).steps == 24
+    step = loader.OurStep("mobilenet_v1", 4, "adam", "cpu")
+    monkeypatch.setattr(loader.cctrain, "train_one_epoch", lambda *a, **k: {"seconds": 1.25})
+    assert step(iter([]), 3) == 1.25
