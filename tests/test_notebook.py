@@ -18,3 +18,42 @@ def test_template_is_thin_and_clean(repo):
             "no functions in the notebook: logic lives in carcolor/"
     assert len(code) <= 6
     assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_compile_cache_env_points_at_the_working_directory_unless_set(tmp_path):
+    from carcolor.notebook import COMPILE_CACHE_DIR, compile_cache_env
+
+    env = compile_cache_env({}, tmp_path)
+    assert env == {"TORCHINDUCTOR_CACHE_DIR": str((tmp_path / COMPILE_CACHE_DIR).resolve()),
+                   "TORCHINDUCTOR_FX_GRAPH_CACHE": "1", "TORCHINDUCTOR_AUTOGRAD_CACHE": "1"}
+    mine = compile_cache_env({"TORCHINDUCTOR_CACHE_DIR": "/elsewhere", "TORCHINDUCTOR_FX_GRAPH_CACHE": "0"},
+                             tmp_path)
+    assert mine["TORCHINDUCTOR_CACHE_DIR"] == "/elsewhere" and mine["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "0"
+
+
+def test_train_cell_gives_the_kernel_the_compile_cache(tmp_path, monkeypatch, capsys):
+    """The notebook's kernel (a separate process) sees the cache folder that train-cell sets."""
+    import argparse
+    import json
+
+    from carcolor.notebook import COMPILE_CACHE_DIR, main_train_cell
+
+    for key in ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE", "TORCHINDUCTOR_AUTOGRAD_CACHE"):
+        monkeypatch.setenv(key, "x")  # so that monkeypatch restores the test process's environment
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("out_dir = None", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(
+                    "import json, os, pathlib\n"
+                    "pathlib.Path(out_dir, 'env.json').write_text(json.dumps(\n"
+                    "    {k: v for k, v in os.environ.items() if k.startswith('TORCHINDUCTOR_')}))")]
+    nbformat.write(nb, tmp_path / "template.ipynb")
+    args = argparse.Namespace(notebook=str(tmp_path / "template.ipynb"), out=str(tmp_path / "run" / "train.ipynb"),
+                              arch="a", optimizer="o", seed=0, prepared=str(tmp_path), settings="{}")
+    assert main_train_cell(args) == 0
+    seen = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert seen == {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / COMPILE_CACHE_DIR),
+                    "TORCHINDUCTOR_FX_GRAPH_CACHE": "1", "TORCHINDUCTOR_AUTOGRAD_CACHE": "1"}
+    assert "carcolor: cell a-o-s0 done in " in capsys.readouterr().out
