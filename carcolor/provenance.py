@@ -22,6 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 # The Snakefile puts the --configfile paths of the run here, so a cell can say how to re-run it.
 CONFIGFILES_ENV = "CARCOLOR_CONFIGFILES"
 DEFAULT_CONFIG = "experiments/config.yaml"
+# torch.compile's on-disk caches a cell used (carcolor train-cell sets the first three)
+COMPILE_CACHE_ENV = ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE", "TORCHINDUCTOR_AUTOGRAD_CACHE",
+                     "TRITON_CACHE_DIR")
 
 
 def now() -> str:
@@ -160,6 +163,7 @@ def collect(*, device=None, cell: str | None = None, started: str | None = None)
               "git": git_revision(), **{f"git_{k}": v for k, v in git_state().items()},
               "packages": versions, "locked": lock_state(),
               "inductor_cache": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
+              "compile_cache": {k: os.environ.get(k) for k in COMPILE_CACHE_ENV if os.environ.get(k) is not None},
               "configfiles": configfiles()}
     if cell:
         record["cell"] = cell

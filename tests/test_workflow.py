@@ -146,6 +146,7 @@ def test_provenance_appendix_and_table(smoke_run):
     assert (pd.to_datetime(prov["started"]) <= pd.to_datetime(prov["ended"])).all()
     assert prov["rerun"].str.startswith("make cell CELL=").all()
     assert prov["rerun"].str.endswith("tests/smoke.yaml").all()  # the run's --configfile
+    assert prov["inductor_cache"].str.endswith("data/cache/inductor").all()  # the compile cache the cells share
     html = (smoke_run / "results" / "report" / "index.html").read_text()
     assert 'id="sec-provenance"' in html and provenance.cpu_model() in html
     assert f"make cell CELL={CELLS[0]} CONFIG=" in html
