@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import gpus
+
 # Inductor's caches (FX graph and AOT autograd: compiled code and the joint forward/backward graphs,
 # Triton's kernels below it on CUDA), relative to the working directory.
 COMPILE_CACHE_DIR = "data/cache/inductor"
@@ -78,6 +80,7 @@ def main_train_cell(args) -> int:
     os.environ.update(compile_cache_env())  # the kernel papermill starts inherits this environment
     params = parameters(arch=args.arch, optimizer=args.optimizer, seed=args.seed, prepared=args.prepared,
                         out_dir=Path(args.out).parent, settings=json.loads(args.settings))
+    print(f"carcolor: {gpus.pin(params['cell'], params['settings'].get('device', 'auto'))}", file=sys.stderr, flush=True)
     try:
         run_cell(args.notebook, args.out, params)
     except CellFailed as exc:

@@ -39,7 +39,7 @@ CODE = {
     "generate": ["synth.py", "cli.py", "atomic.py"],
     "prepare": ["dvm.py", "prepare.py", "cli.py"],
     "train": ["train.py", "batches.py", "models.py", "optim.py", "notebook.py", "atomic.py", "runlock.py",
-              "provenance.py", "lock.py"],
+              "provenance.py", "lock.py", "gpus.py"],
     "collect": ["tables.py", "stats.py", "claims.py", "cli.py", "atomic.py"],
     "pages": ["pages.py", "cli.py", "atomic.py", "templates/cellpage/index.html.j2", "templates/cellpage/conf.json"],
     "figures": ["plots.py", "narrative.py", "stats.py", "cli.py", "atomic.py"],
@@ -206,8 +206,9 @@ def gpus_per_cell(cfg: dict, nvidia: str = "/dev/nvidiactl") -> int:
     """1 when a cell will train on a GPU (the `gpu` resource then runs one cell per GPU), else 0, so
     that CPU cells run side by side, `train.threads` each, as many as --cores allows. Decided without
     importing torch (the Snakefile runs on every invocation): NVIDIA's driver node stands for CUDA."""
-    device = cfg["train"]["device"]
-    return int(device == "cuda" or (device == "auto" and os.path.exists(nvidia)))
+    from .gpus import wants_cuda
+
+    return int(wants_cuda(cfg["train"]["device"], nvidia))
 
 
 def export_configfiles(files) -> None:
