@@ -12,7 +12,7 @@ PYTHON ?= python3
 VENV ?= .venv
 LOCK := requirements.lock
 # The extras installed into .venv and frozen into the lock.
-EXTRAS := test
+EXTRAS := test,slurm
 UNLOCKED ?=
 STAMP := $(VENV)/.installed$(if $(UNLOCKED),-unlocked)
 CONFIG ?=

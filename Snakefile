@@ -35,8 +35,20 @@ report: wf.here(workflow.basedir, "report/snakemake/workflow.rst")
 NOTEBOOK = wf.here(workflow.basedir, "experiments/train.ipynb")
 # Jobs run with the interpreter that runs Snakemake ($CARCOLOR_PY), activated environment or not.
 shell.prefix(wf.shell_prefix())
-CFG = wf.configure(config, NOTEBOOK, device=workflow.is_main_process and not wf.on_cluster(sys.argv))
+CLUSTER = wf.on_cluster(sys.argv)
+CFG = wf.configure(config, NOTEBOOK, device=workflow.is_main_process and not CLUSTER)
 CELLS = wf.cell_names(CFG)
+
+
+# On a cluster these run where snakemake runs: light (tables, figures, cell pages, report), or needing
+# the network (download).
+localrules:
+    all,
+    download_archives,
+    collect_tables,
+    cell_page,
+    figures,
+    render_report,
 
 
 wildcard_constraints:
@@ -73,6 +85,8 @@ rule generate_synthetic:
     params:
         settings=wf.generate_settings(CFG),
     threads: wf.all_cpus()
+    resources:
+        mem_mb=wf.generate_mem_mb,
     message:
         "Drawing the synthetic DVM-format dataset next to {output} ({threads} processes)"
     shell:
@@ -92,6 +106,8 @@ rule prepare_dataset:
     params:
         settings=wf.prepare_settings(CFG),
     threads: wf.prepare_threads(CFG)
+    resources:
+        mem_mb=wf.prepare_mem_mb(CFG),
     message:
         "Selecting colours, splitting by advert and decoding into the cache next to {output.dataset}"
     shell:
@@ -117,7 +133,9 @@ rule train_cell:
         settings=wf.train_settings(CFG),
     threads: wf.train_threads(CFG)
     resources:
-        gpu=wf.gpus_per_cell(CFG),
+        gpu=wf.gpus_per_cell(CFG, cluster=CLUSTER),
+        gres=wf.cell_gres(CFG, cluster=CLUSTER),
+        mem_mb=wf.train_mem_mb(CFG),
     message:
         "Training cell {wildcards.arch}-{wildcards.optimizer}-s{wildcards.seed} ({threads} threads): "
         "papermill -> {output.notebook}"

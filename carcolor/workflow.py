@@ -202,13 +202,15 @@ def train_threads(cfg: dict) -> int:
     return cfg["train"]["threads"]
 
 
-def gpus_per_cell(cfg: dict, nvidia: str = "/dev/nvidiactl") -> int:
+def gpus_per_cell(cfg: dict, nvidia: str = "/dev/nvidiactl", *, cluster: bool = False) -> int:
     """1 when a cell will train on a GPU (the `gpu` resource then runs one cell per GPU), else 0, so
     that CPU cells run side by side, `train.threads` each, as many as --cores allows. Decided without
-    importing torch (the Snakefile runs on every invocation): NVIDIA's driver node stands for CUDA."""
+    importing torch (the Snakefile runs on every invocation): NVIDIA's driver node stands for CUDA.
+    On a cluster 0: the cluster allocates GPUs (`cell_gres`), and a count here would cap how many
+    cells the whole cluster runs at once at the `gpu=` of this machine's profile."""
     from .gpus import wants_cuda
 
-    return int(wants_cuda(cfg["train"]["device"], nvidia))
+    return 0 if cluster else int(wants_cuda(cfg["train"]["device"], nvidia))
 
 
 def export_configfiles(files) -> None:
@@ -225,3 +227,56 @@ def export_configfiles(files) -> None:
         except ValueError:
             shown.append(str(path))
     os.environ[CONFIGFILES_ENV] = json.dumps(shown)
+
+
+def cell_gres(cfg: dict, *, cluster: bool = False) -> str:
+    """The generic resource a training cell's cluster job asks for: `gpu:N` from cluster.gpus_per_job
+    ("" on one machine, or for a CPU-only cluster with gpus_per_job 0)."""
+    n = cfg["cluster"]["gpus_per_job"]
+    return f"gpu:{n}" if cluster and n else ""
+
+
+# Memory a job asks the cluster for (MB): a fixed part, the uint8 cache (a training job reads it whole
+# every epoch, memory-mapped; preparation writes it) and what grows with the settings. Measured as
+# the peak summed RSS of the job's processes on the CPU, rounded up: a smoke cell (32 px, batch 16)
+# 999 MiB with MobileNetV2, 1041 MiB with MobileNetV1; at 128 px, batch 32, 2045 MiB, so a training
+# batch keeps about 2,050 bytes per input pixel for the backward pass; preparation (128 px) 85 MiB
+# with one decoding process, 205 with 2 and 329 with 4; drawing the default synthetic data 85, 211
+# and 343 MiB with 1, 2 and 4 processes (about 64 MiB each).
+TRAIN_BASE_MB = 1100
+ACTIVATION_BYTES_PER_PIXEL = 2200
+DATA_BASE_MB = 100
+DATA_MB_PER_WORKER = 70
+
+
+def cache_bytes(cfg: dict) -> int:
+    """Bytes of the prepared image cache: images x channels (3) x image_size^2, uint8 (carcolor.prepare)."""
+    data = cfg["data"]
+    per_colour = data["n_train_per_colour"] + data["n_val_per_colour"] + data["n_test_per_colour"]
+    return cfgmod.n_classes(cfg) * per_colour * 3 * data["image_size"] ** 2
+
+
+def _mib(n_bytes: int) -> int:
+    return -(-n_bytes // 2**20)
+
+
+def train_mem_mb(cfg: dict) -> int:
+    """Memory (MB) a training cell's job asks for: the fixed part, the cache, a batch's activations."""
+    size, batch = cfg["data"]["image_size"], cfg["train"]["batch_size"]
+    return TRAIN_BASE_MB + _mib(cache_bytes(cfg)) + _mib(batch * size * size * ACTIVATION_BYTES_PER_PIXEL)
+
+
+def prepare_mem_mb(cfg: dict):
+    """Memory (MB) of the preparation job, as Snakemake's resource function of its threads (decoding
+    processes, which a profile may set): the fixed part, each process and the cache it writes."""
+    cache = _mib(cache_bytes(cfg))
+
+    def mem_mb(wildcards, threads) -> int:
+        return DATA_BASE_MB + DATA_MB_PER_WORKER * threads + cache
+
+    return mem_mb
+
+
+def generate_mem_mb(wildcards, threads) -> int:
+    """Memory (MB) of the job that draws the synthetic data: the fixed part and each drawing process."""
+    return DATA_BASE_MB + DATA_MB_PER_WORKER * threads

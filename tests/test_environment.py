@@ -17,7 +17,8 @@ def _name(requirement: str) -> str:
 
 def test_environment_yml_matches_pyproject(repo):
     project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
-    pip_names = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]}
+    pip_names = {_name(r) for r in project["dependencies"]
+                 + [r for extra in project["optional-dependencies"].values() for r in extra]}
     env = yaml.safe_load((repo / "environment.yml").read_text())
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))

@@ -9,7 +9,9 @@ import time
 import nbformat
 import pytest
 
+from carcolor import config as cfgmod
 from carcolor import gpus
+from carcolor import workflow as wf
 
 N = 2  # pretended GPUs; N + 1 jobs start together, so one of them has to wait
 
@@ -92,3 +94,15 @@ def test_visible_ids_follow_cuda_visible_devices(monkeypatch, listed, ids):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", listed)
     assert gpus.visible_ids() == ids
 
+
+def test_on_a_cluster_the_cluster_allocates_the_gpus(tmp_path):
+    """There a cell asks SLURM for cluster.gpus_per_job GPUs (--gres), and no machine-wide `gpu` count
+    caps how many cells the cluster runs at once."""
+    nvidia = tmp_path / "nvidiactl"
+    nvidia.touch()
+    cfg = cfgmod.validate({"data": {"colours": ["Black", "White"]}, "grid": {}, "train": {}})
+    assert wf.gpus_per_cell(cfg, str(nvidia)) == 1 and wf.gpus_per_cell(cfg, str(tmp_path / "none")) == 0
+    assert wf.gpus_per_cell(cfg, str(nvidia), cluster=True) == 0
+    assert wf.cell_gres(cfg, cluster=True) == "gpu:1" and wf.cell_gres(cfg) == ""
+    cfg["cluster"]["gpus_per_job"] = 0
+    assert wf.cell_gres(cfg, cluster=True) == ""

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -187,6 +188,7 @@ def _override(tmp_path, name: str, text: str) -> list:
     ("synthetic_seed", "synthetic: {seed: 1}", {"generate_synthetic": 1, "prepare_dataset": 1, **TRAIN_ALL}),
     ("new_seed", "grid: {seeds: [0, 1, 2]}", {**TRAIN_ALL, "train_cell": 4, "cell_page": 4}),  # the new cells only
     ("one_arch", "grid: {archs: [mobilenet_v2]}", AFTER_TABLES),
+    ("cluster", "cluster: {gpus_per_job: 0}", {}),  # what a cluster job asks for changes no result
 ])
 def test_a_changed_setting_reruns_exactly_what_depends_on_it(repo, smoke_run, tool_env, tmp_path, name, text, plan):
     out = snakemake(repo, smoke_run, "-n", env=tool_env, config=_override(tmp_path, name, text))
@@ -272,3 +274,13 @@ def test_rerun_one_cell_touches_only_that_cell(repo, smoke_run, tool_env):
     assert f"[{target}] epoch 1/3" in log  # trained again, not reused
     out = snakemake(repo, smoke_run, "-n", env=tool_env)
     assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_cache_size_the_cluster_memory_request_counts_is_the_prepared_cache(repo, smoke_run):
+    from carcolor import config as cfgmod
+    from carcolor import workflow as wf
+
+    cfg = cfgmod.load(repo / "tests" / "smoke.yaml")
+    arrays = [np.load(p, mmap_mode="r") for p in sorted((smoke_run / "data" / "prepared").glob("*_images.npy"))]
+    assert len(arrays) == 3 and wf.cache_bytes(cfg) == sum(a.nbytes for a in arrays)
+    assert wf.train_mem_mb(cfg) == wf.TRAIN_BASE_MB + 1 + 35  # 0.3 MiB of images, 16 x 32 x 32 x 2,200 bytes = 34.4 MiB
