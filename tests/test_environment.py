@@ -27,3 +27,24 @@ def test_environment_yml_matches_pyproject(repo):
     assert names == pip_names, {"only in environment.yml": sorted(names - pip_names),
                                 "only in pyproject.toml": sorted(pip_names - names)}
     assert "-e ." in pip  # the package itself
+
+
+def test_the_installed_snakemake_runs_no_more_jobs_than_cores(tmp_path):
+    """Two CPU cells train side by side on 2 cores, and their times are compared: Snakemake must not
+    start a third. Some releases (9.15) did after a lone first job (it never took its cores, then gave
+    them back), as the workflow's first job, drawing the data, always is."""
+    import subprocess
+    import sys
+
+    (tmp_path / "Snakefile").write_text(
+        'rule all:\n    input: expand("out/{i}", i=range(6))\n'
+        'rule first:\n    output: "first"\n    threads: 2\n    shell: "touch {output}"\n'
+        'rule job:\n    input: "first"\n    output: "out/{i}"\n    threads: 1\n'
+        '    shell: "date +%s.%N > {output}; sleep 1.5"\n')
+    snakemake = [sys.executable, "-m", "snakemake", "--cores", "2", "--quiet", "all", "--directory", str(tmp_path),
+                 "-s", str(tmp_path / "Snakefile")]
+    out = subprocess.run(snakemake, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    starts = sorted(float((tmp_path / "out" / str(i)).read_text()) for i in range(6))
+    running = max(sum(1 for s in starts if s <= t < s + 1.5) for t in starts)
+    assert running <= 2, f"{running} jobs ran at once on --cores 2"
