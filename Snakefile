@@ -41,17 +41,14 @@ CELLS = wf.cell_names(CFG)
 
 
 # On a cluster these run where snakemake runs: light (tables, figures, cell pages, report), or needing
-# the network (download). Only there: on one machine Snakemake would count the other rules' jobs
-# against --jobs instead of --cores, and run every ready cell at once.
-if CLUSTER:
-
-    localrules:
-        all,
-        download_archives,
-        collect_tables,
-        cell_page,
-        figures,
-        render_report,
+# the network (download).
+localrules:
+    all,
+    download_archives,
+    collect_tables,
+    cell_page,
+    figures,
+    render_report,
 
 
 wildcard_constraints:
