@@ -22,6 +22,7 @@ from carcolor import workflow as wf
 runlock.guard_run(sys.argv, main_process=workflow.is_main_process)
 wf.use_checkout(workflow.basedir)
 wf.export_configfiles(workflow.overwrite_configfiles)  # each cell records the command that re-runs it
+wf.use_compile_cache()  # the cells share data/cache/inductor
 
 
 configfile: wf.readable_yaml(wf.here(workflow.basedir, "experiments/config.yaml"))

@@ -213,6 +213,15 @@ def gpus_per_cell(cfg: dict, nvidia: str = "/dev/nvidiactl", *, cluster: bool = 
     return 0 if cluster else int(wants_cuda(cfg["train"]["device"], nvidia))
 
 
+def use_compile_cache() -> None:
+    """Point torch.compile's on-disk caches at the working directory's (carcolor.notebook), now, before
+    the config checks import torch: torch writes its default cache folder into the environment when
+    it first looks, and every job would inherit that instead. A value the user set stays."""
+    from .notebook import compile_cache_env
+
+    os.environ.update(compile_cache_env())
+
+
 def export_configfiles(files) -> None:
     """Tell the jobs which --configfile paths this run was given (for the re-run command each cell
     records); paths relative to the working directory where they lie under it."""

@@ -18,6 +18,8 @@ def tool_env() -> dict:
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("MPLBACKEND", "Agg")
+    for name in [k for k in env if k.startswith("TORCHINDUCTOR_")]:  # importing torch here may have set them;
+        del env[name]  # a user's shell has none, and train-cell then chooses the cells' compile cache
     return env
 
 

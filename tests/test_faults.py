@@ -19,6 +19,9 @@ pytestmark = pytest.mark.workflow
 TIME_COLUMNS = {"seconds", "images_per_s", "data_s", "forward_backward_s", "optimizer_s", "train_seconds",
                 "mean_epoch_seconds", "train_epoch_seconds", "optimizer_step_ms", "compile_s"}
 RUN_KEYS = {"prepare_seconds", "list_seconds", "decode_seconds", "images_resumed"}
+# provenance.csv: when a cell ran, the CPUs its process was given and the working directory's compile
+# cache differ from run to run; the machine, software and commit must not.
+RUN_COLUMNS = {"started", "ended", "cpu_usable", "inductor_cache"}
 
 
 def _cell_log(work, cell):
@@ -94,7 +97,7 @@ def _tables(workdir) -> dict:
         frame = pd.read_csv(path)
         if "metric" in frame.columns:  # comparisons.csv: the rows that compare times differ as times do
             frame = frame[~frame["metric"].isin(TIME_COLUMNS)].reset_index(drop=True)
-        out[path.name] = frame.drop(columns=[c for c in frame.columns if c in TIME_COLUMNS])
+        out[path.name] = frame.drop(columns=[c for c in frame.columns if c in TIME_COLUMNS | RUN_COLUMNS])
     info = json.loads((tables / "dataset.json").read_text())
     out["dataset.json"] = {k: v for k, v in info.items() if k not in RUN_KEYS}
     return out
