@@ -22,7 +22,7 @@ from carcolor import workflow as wf
 runlock.guard_run(sys.argv, main_process=workflow.is_main_process)
 wf.use_checkout(workflow.basedir)
 wf.export_configfiles(workflow.overwrite_configfiles)  # each cell records the command that re-runs it
-wf.use_compile_cache()  # the cells share data/cache/inductor
+COMPILE_CACHE = wf.compile_cache_snapshot()  # the user's, before the checks below import torch
 
 
 configfile: wf.readable_yaml(wf.here(workflow.basedir, "experiments/config.yaml"))
@@ -38,6 +38,7 @@ NOTEBOOK = wf.here(workflow.basedir, "experiments/train.ipynb")
 shell.prefix(wf.shell_prefix())
 CLUSTER = wf.on_cluster(sys.argv)
 CFG = wf.configure(config, NOTEBOOK, device=workflow.is_main_process and not CLUSTER)
+wf.use_compile_cache(COMPILE_CACHE)  # the cells share data/cache/inductor
 CELLS = wf.cell_names(CFG)
 
 

@@ -213,13 +213,18 @@ def gpus_per_cell(cfg: dict, nvidia: str = "/dev/nvidiactl", *, cluster: bool = 
     return 0 if cluster else int(wants_cuda(cfg["train"]["device"], nvidia))
 
 
-def use_compile_cache() -> None:
-    """Point torch.compile's on-disk caches at the working directory's (carcolor.notebook), now, before
-    the config checks import torch: torch writes its default cache folder into the environment when
-    it first looks, and every job would inherit that instead. A value the user set stays."""
+def compile_cache_snapshot() -> dict:
+    """The user's torch.compile cache variables, taken before anything here imports torch."""
+    return {k: v for k, v in os.environ.items() if k.startswith("TORCHINDUCTOR_")}
+
+
+def use_compile_cache(before: dict) -> None:
+    """Point the jobs' torch.compile caches at the working directory's (carcolor.notebook), keeping
+    what the user set (`before`, a compile_cache_snapshot): the config checks import torch, which
+    writes its default cache folder into this environment, and every job would inherit that."""
     from .notebook import compile_cache_env
 
-    os.environ.update(compile_cache_env())
+    os.environ.update(compile_cache_env(before))
 
 
 def export_configfiles(files) -> None:

@@ -19,9 +19,10 @@ pytestmark = pytest.mark.workflow
 TIME_COLUMNS = {"seconds", "images_per_s", "data_s", "forward_backward_s", "optimizer_s", "train_seconds",
                 "mean_epoch_seconds", "train_epoch_seconds", "optimizer_step_ms", "compile_s"}
 RUN_KEYS = {"prepare_seconds", "list_seconds", "decode_seconds", "images_resumed"}
-# provenance.csv: when a cell ran, the CPUs its process was given and the working directory's compile
-# cache differ from run to run; the machine, software and commit must not.
-RUN_COLUMNS = {"started", "ended", "cpu_usable", "inductor_cache"}
+# provenance.csv: when a cell ran, the CPUs its process was given, the working directory's compile
+# cache and the config files of the command differ from run to run; the machine, software and commit
+# must not.
+RUN_COLUMNS = {"started", "ended", "cpu_usable", "inductor_cache", "rerun"}
 
 
 def _cell_log(work, cell):
