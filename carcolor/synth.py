@@ -32,6 +32,7 @@ import functools
 import math
 import multiprocessing
 import os
+import re
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -556,6 +557,9 @@ def _check_colours(colours: Sequence[str]) -> list[str]:
     return out
 
 
+_TMP_NAME = re.compile(r"\..+\.\d+\.tmp")  # _write_jpeg's temporary names
+
+
 def _write_jpeg(img: Image.Image, path: Path, quality: int) -> None:
     """Write via a temporary name and rename, so a final name never holds a partial file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -620,7 +624,8 @@ def generate(
     ``photos_per_advert`` times; its AdvIndex is unique across all colours and models, so the advert
     key ``Genmodel_ID$$AdvIndex`` identifies one car.  Photos are numbered like the real data
     (``image_N`` with N in 1..2*photos_per_advert, increasing, not necessarily contiguous).
-    Existing files with the same names are replaced; other files under ``root`` are left alone.
+    Existing files with the same names are replaced; other files under ``root`` are left alone, except
+    the temporary files of a draw that was killed (``.<name>.<pid>.tmp``), which are removed first.
     ``workers`` processes draw adverts in parallel; the files do not depend on it.
     """
     colours = _check_colours(colours)
@@ -631,6 +636,9 @@ def generate(
     if quality > 100:
         raise ValueError(f"quality must be <= 100, got {quality!r}")
     root = Path(root)
+    for stale in (root / "resized_DVM").rglob(".*.tmp") if (root / "resized_DVM").is_dir() else ():
+        if _TMP_NAME.fullmatch(stale.name):  # a killed draw's: preparation would count it as a stray file
+            stale.unlink()
     canon = {c: i for i, c in enumerate(COLOURS)}
     total = len(colours) * adverts_per_colour * photos_per_advert
     step = max(1, math.ceil(total / 10))

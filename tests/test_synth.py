@@ -269,3 +269,17 @@ def test_colour_task_is_neither_trivial_nor_hopeless(medium):
         t_in = np.isin(truth, idx) & wrong
         assert np.isin(pred[t_in], idx).mean() > 0.5, g
 
+
+
+def test_a_killed_draws_temporary_files_are_removed_and_no_other_file(tmp_path):
+    """SIGKILL between writing a photo's temporary file and renaming it leaves `.<name>.<pid>.tmp`;
+    the next draw removes it (preparation would count it), and leaves a file of the user's alone."""
+    folder = tmp_path / "resized_DVM" / "Audi" / "A3" / "2015" / "Red"
+    folder.mkdir(parents=True)
+    stale = folder / ".Audi$$A3$$2015$$Red$$1_1$$7$$image_1.jpg.4242.tmp"
+    stale.write_bytes(b"half a jpeg")
+    mine = folder / "notes.tmp"
+    mine.write_text("mine")
+    generate(tmp_path, colours=["Red"], adverts_per_colour=1, photos_per_advert=1, size=32)
+    assert not stale.exists() and mine.exists()
+    assert not list((tmp_path / "resized_DVM").rglob(".*.tmp"))
