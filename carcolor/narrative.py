@@ -927,24 +927,21 @@ def _cpu(r) -> str:
     return f"{r['cpu_model']}{count}"
 
 
+def _described(first: str, r, extras) -> str:
+    """``first, <extra>, ...`` with each (column, format) extra the row has."""
+    return ", ".join([first] + [fmt(r[key]) for key, fmt in extras if _present(r.get(key))])
+
+
 def _gpu(r) -> str:
     if not _present(r.get("gpu_name")):
         return "none"
-    parts = [str(r["gpu_name"])]
-    if _present(r.get("gpu_memory_gib")):
-        parts.append(f"{float(r['gpu_memory_gib']):g} GiB")
-    if _present(r.get("gpu_driver")):
-        parts.append(f"driver {r['gpu_driver']}")
-    return ", ".join(parts)
+    return _described(str(r["gpu_name"]), r, [("gpu_memory_gib", lambda v: f"{float(v):g} GiB"),
+                                             ("gpu_driver", lambda v: f"driver {v}")])
 
 
 def _software(r) -> str:
-    parts = [f"torch {r['torch']}" if _present(r.get("torch")) else "torch –"]
-    if _present(r.get("cuda")):
-        parts.append(f"CUDA {r['cuda']}")
-    if _present(r.get("cudnn")):
-        parts.append(f"cuDNN {int(float(r['cudnn']))}")
-    return ", ".join(parts)
+    first = f"torch {r['torch']}" if _present(r.get("torch")) else "torch –"
+    return _described(first, r, [("cuda", lambda v: f"CUDA {v}"), ("cudnn", lambda v: f"cuDNN {int(float(v))}")])
 
 
 def _commit(r) -> str:

@@ -91,6 +91,17 @@ def _run_until(workdir, env, condition, timeout=600) -> bool:
             proc.wait()
 
 
+def assert_same_tables(reference_dir, workdir) -> None:
+    """The tables of two runs agree, times and run-specific provenance aside."""
+    reference, again = _tables(reference_dir), _tables(workdir)
+    assert reference.keys() == again.keys()
+    for name, frame in reference.items():
+        if isinstance(frame, dict):
+            assert frame == again[name], name
+        else:
+            pd.testing.assert_frame_equal(frame, again[name], obj=name)
+
+
 def _tables(workdir) -> dict:
     tables = workdir / "results" / "tables"
     out = {}
@@ -131,13 +142,7 @@ def test_killed_at_every_stage_the_same_command_finishes_with_the_same_numbers(r
     # training carried on where it could: from the epoch-1 checkpoint, and without re-training a finished cell
     logs = "\n".join(logs + [_cell_log(work, cell) for cell in CELLS])
     assert re.search(r"resuming after epoch [12] ", logs) and "all 3 epochs were trained already" in logs
-    reference, again = _tables(smoke_run), _tables(work)
-    assert reference.keys() == again.keys()
-    for name, frame in reference.items():
-        if isinstance(frame, dict):
-            assert frame == again[name], name
-        else:
-            pd.testing.assert_frame_equal(frame, again[name], obj=name)
+    assert_same_tables(smoke_run, work)
     assert _leftovers(work) == []
     assert not list(Path("/tmp").glob("carcolor-report-*"))
 

@@ -10,14 +10,13 @@ import subprocess
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from carcolor import config as cfgmod
 from carcolor import workflow as wf
 from tests.flow import CELLS, snakemake, snakemake_cmd
 from tests.slurm.cluster import client_env, finished_jobs, missing_binaries, one_node_cluster
-from tests.test_faults import _checkpoint_epoch, _tables
+from tests.test_faults import _checkpoint_epoch, assert_same_tables
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -140,13 +139,7 @@ def test_smoke_grid_through_slurm(slurm_installed, repo, smoke_run, cluster, tmp
         assert list((work / "results" / "logs" / "slurm" / f"rule_{rule}").rglob("*.log")), rule
     assert len(records) == 2 + len(CELLS) + 1  # generate, prepare, the cells, the cancelled one
     assert "(Rule: collect_tables)" in second.stdout + second.stderr
-    reference, tables = _tables(smoke_run), _tables(work)
-    assert reference.keys() == tables.keys()
-    for name, frame in reference.items():
-        if isinstance(frame, dict):
-            assert frame == tables[name], name
-        else:
-            pd.testing.assert_frame_equal(frame, tables[name], obj=name)
+    assert_same_tables(smoke_run, work)
     assert (work / "results" / "report" / "index.pdf").exists()
     print(f"the same command again, to the end: {time.time() - start:.0f} s")
 
