@@ -53,13 +53,13 @@ endif
 	touch $(STAMP)
 
 # A clean venv in a temporary folder (never .venv), the project with $(EXTRAS), then the freeze,
-# written under a temporary name and renamed by carcolor.lock.
+# written under a temporary name and renamed by carcolor.requirements.
 lock:
 	tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/carcolor-lock.XXXXXX") && trap 'rm -rf "$$tmp"' EXIT && \
 	$(PYTHON) -m venv "$$tmp/venv" && \
 	"$$tmp/venv/bin/python" -m pip install --quiet --upgrade pip && \
 	"$$tmp/venv/bin/python" -m pip install --quiet -e '.[$(EXTRAS)]' && \
-	"$$tmp/venv/bin/python" -m carcolor.lock write $(LOCK) --extras '$(EXTRAS)'
+	"$$tmp/venv/bin/python" -m carcolor.requirements write $(LOCK) --extras '$(EXTRAS)'
 
 clean:
 	rm -rf results data .snakemake

@@ -5,7 +5,9 @@
 #   make cell CELL=<arch>-<optimizer>-s<seed>               # re-train one cell, refresh tables + report
 #
 # Everything a job's result depends on is an input file or a plain-valued param, so Snakemake's
-# rerun triggers see every change. The workflow's files come from this file's folder.
+# rerun triggers see every change. A rule's code inputs are derived from the module its shell runs
+# (and the notebook or report it executes): every file of the package they import, never a list.
+# The workflow's files come from this file's folder.
 #
 # `snakemake --lint` asks for a conda environment or container per rule. That lint does not apply:
 # every job runs with the interpreter that runs Snakemake ($CARCOLOR_PY), whose environment is the
@@ -25,7 +27,7 @@ wf.export_configfiles(workflow.overwrite_configfiles)  # each cell records the c
 COMPILE_CACHE = wf.compile_cache_snapshot()  # the user's, before the checks below import torch
 
 
-configfile: wf.readable_yaml(wf.here(workflow.basedir, "experiments/config.yaml"))
+configfile: wf.readable_yaml(wf.here(workflow.basedir, wf.DEFAULTS))
 
 
 # `snakemake --report results/snakemake-report.zip`: Snakemake's own report (provenance, runtimes, and
@@ -33,19 +35,19 @@ configfile: wf.readable_yaml(wf.here(workflow.basedir, "experiments/config.yaml"
 report: wf.here(workflow.basedir, "report/snakemake/workflow.rst")
 
 
-NOTEBOOK = wf.here(workflow.basedir, "experiments/train.ipynb")
+NOTEBOOK = wf.document(workflow.basedir, "train_cell")
 # Jobs run with the interpreter that runs Snakemake ($CARCOLOR_PY), activated environment or not.
 shell.prefix(wf.shell_prefix())
 CLUSTER = wf.on_cluster(sys.argv)
 CFG = wf.configure(config, NOTEBOOK, device=workflow.is_main_process and not CLUSTER)
 wf.use_compile_cache(COMPILE_CACHE)  # the cells share data/cache/inductor
-CELLS = wf.cell_names(CFG)
 
 
 # On a cluster these run where snakemake runs: light (tables, figures, cell pages, report), or needing
 # the network (download).
 localrules:
     all,
+    record_config,
     download_archives,
     collect_tables,
     cell_page,
@@ -61,9 +63,27 @@ rule all:
     input:
         wf.REPORT,
         wf.FIGURES,
+        wf.CONFIG_RECORD,
+
+
+rule record_config:
+    input:
+        wf.code(workflow.basedir, "record_config"),
+    output:
+        wf.CONFIG_RECORD,
+    log:
+        "results/logs/record_config.log",
+    params:
+        record=wf.config_record(CFG, workflow.overwrite_configfiles),
+    message:
+        "Recording the resolved configuration and its config files in {output}"
+    shell:
+        wf.command("record_config") + " --record {params.record:q} --out {output:q} 2>&1 | tee {log}"
 
 
 rule download_archives:
+    input:
+        wf.code(workflow.basedir, "download_archives"),
     output:
         wf.download_targets(CFG),
     log:
@@ -74,12 +94,12 @@ rule download_archives:
     message:
         "Downloading DVM-Car archives {params.names} (resumable; progress in the log)"
     shell:
-        "$CARCOLOR_PY -m carcolor download {params.names} --data-dir {params.data_dir:q} 2>&1 | tee {log}"
+        wf.command("download_archives") + " {params.names} --data-dir {params.data_dir:q} 2>&1 | tee {log}"
 
 
 rule generate_synthetic:
     input:
-        wf.code(workflow.basedir, "generate"),
+        wf.code(workflow.basedir, "generate_synthetic"),
     output:
         wf.SYNTHETIC_MARKER,
     log:
@@ -92,14 +112,14 @@ rule generate_synthetic:
     message:
         "Drawing the synthetic DVM-format dataset next to {output} ({threads} processes)"
     shell:
-        "$CARCOLOR_PY -m carcolor generate --out \"$(dirname {output:q})\" --settings {params.settings:q}"
+        wf.command("generate_synthetic") + " --out \"$(dirname {output:q})\" --settings {params.settings:q}"
         " --workers {threads} 2>&1 | tee {log}"
 
 
 rule prepare_dataset:
     input:
         wf.prepare_inputs(CFG),
-        wf.code(workflow.basedir, "prepare"),
+        wf.code(workflow.basedir, "prepare_dataset"),
     output:
         wf.PREPARED_FILES,
         dataset=wf.PREPARED_JSON,
@@ -113,14 +133,14 @@ rule prepare_dataset:
     message:
         "Selecting colours, splitting by advert and decoding into the cache next to {output.dataset}"
     shell:
-        "$CARCOLOR_PY -m carcolor prepare --out \"$(dirname {output.dataset:q})\" --settings {params.settings:q}"
+        wf.command("prepare_dataset") + " --out \"$(dirname {output.dataset:q})\" --settings {params.settings:q}"
         " --workers {threads} 2>&1 | tee {log}"
 
 
 rule train_cell:
     input:
         wf.PREPARED_FILES,
-        wf.code(workflow.basedir, "train"),
+        wf.code(workflow.basedir, "train_cell"),
         dataset=wf.PREPARED_JSON,
         notebook=NOTEBOOK,
     output:
@@ -142,7 +162,7 @@ rule train_cell:
         "Training cell {wildcards.arch}-{wildcards.optimizer}-s{wildcards.seed} ({threads} threads): "
         "papermill -> {output.notebook}"
     shell:
-        "$CARCOLOR_PY -m carcolor train-cell --notebook {input.notebook:q} --out {output.notebook:q}"
+        wf.command("train_cell") + " --notebook {input.notebook:q} --out {output.notebook:q}"
         " --arch {wildcards.arch} --optimizer {wildcards.optimizer} --seed {wildcards.seed}"
         " --prepared \"$(dirname {input.dataset:q})\" --settings {params.settings:q} 2>&1 | tee {log}"
 
@@ -150,28 +170,28 @@ rule train_cell:
 rule collect_tables:
     input:
         wf.PREPARED_FILES,
-        wf.code(workflow.basedir, "collect"),
+        wf.code(workflow.basedir, "collect_tables"),
         dataset=wf.PREPARED_JSON,
-        summaries=expand("results/runs/{cell}/summary.json", cell=CELLS),
-        metrics=expand("results/runs/{cell}/metrics.csv", cell=CELLS),
-        predictions=expand("results/runs/{cell}/predictions.csv", cell=CELLS),
-        provenance=expand("results/runs/{cell}/provenance.json", cell=CELLS),
+        summaries=wf.run_files(CFG, "summary.json"),
+        metrics=wf.run_files(CFG, "metrics.csv"),
+        predictions=wf.run_files(CFG, "predictions.csv"),
+        provenance=wf.run_files(CFG, "provenance.json"),
     output:
         [report(t, caption=wf.caption(workflow.basedir, "tables"), category="Tables") for t in wf.TABLES],
     log:
         "results/logs/collect_tables.log",
     params:
-        runs=expand("results/runs/{cell}", cell=CELLS),
+        runs=wf.run_dirs(CFG),
     message:
         "Collecting {params.runs} into tidy tables"
     shell:
-        "$CARCOLOR_PY -m carcolor collect --runs {params.runs:q} --prepared \"$(dirname {input.dataset:q})\""
+        wf.command("collect_tables") + " --runs {params.runs:q} --prepared \"$(dirname {input.dataset:q})\""
         " --out results/tables 2>&1 | tee {log}"
 
 
 rule cell_page:
     input:
-        wf.code(workflow.basedir, "pages"),
+        wf.code(workflow.basedir, "cell_page"),
         notebook=f"{wf.RUN_DIR}/train.ipynb",
     output:
         report(wf.CELL_PAGE, caption=wf.caption(workflow.basedir, "cells"), category="Cells",
@@ -181,7 +201,7 @@ rule cell_page:
     message:
         "Exporting the notebook of cell {wildcards.arch}-{wildcards.optimizer}-s{wildcards.seed} to {output}"
     shell:
-        "$CARCOLOR_PY -m carcolor cell-page {input.notebook:q} --out {output:q} 2>&1 | tee {log}"
+        wf.command("cell_page") + " {input.notebook:q} --out {output:q} 2>&1 | tee {log}"
 
 
 rule figures:
@@ -195,15 +215,15 @@ rule figures:
     message:
         "Drawing the report's figures as PNG files into results/figures/"
     shell:
-        "$CARCOLOR_PY -m carcolor figures --results results --out results/figures 2>&1 | tee {log}"
+        wf.command("figures") + " --results results --out results/figures 2>&1 | tee {log}"
 
 
 rule render_report:
     input:
         wf.TABLES,
         wf.cell_pages(CFG),  # the report links every run to its page
-        wf.code(workflow.basedir, "render"),
-        qmd=wf.here(workflow.basedir, "report/index.qmd"),
+        wf.code(workflow.basedir, "render_report"),
+        qmd=wf.document(workflow.basedir, "render_report"),
         project=wf.here(workflow.basedir, "_quarto.yml"),
         bibliography=wf.here(workflow.basedir, "report/references.bib"),
         lab=wf.here(workflow.basedir, "report/lab.csv"),
@@ -214,4 +234,4 @@ rule render_report:
     message:
         "Rendering the report (Quarto if installed, else pandoc + Typst) into results/report/"
     shell:
-        "$CARCOLOR_PY -m carcolor render --qmd {input.qmd:q} --results results --out results/report 2>&1 | tee {log}"
+        wf.command("render_report") + " --qmd {input.qmd:q} --results results --out results/report 2>&1 | tee {log}"

@@ -5,7 +5,7 @@
 
 Each grid cell is its own process (papermill starts one kernel per cell), so nothing compiled in
 one cell survives in memory for the next. What does survive is Inductor's on-disk caches, which
-`carcolor train-cell` points at one folder per working directory (see carcolor.notebook): the FX
+`carcolor train-cell` points at one folder per working directory (see carcolor.training.notebook): the FX
 graph cache (compiled code) and the AOT autograd cache (the joint forward/backward graph). This
 script runs the same compiled training steps in two fresh processes that share one new, empty cache
 folder and prints, for each, the first step's seconds (compilation included), the cache hits and
@@ -49,9 +49,8 @@ def child(args) -> dict:
     import torch
     from torch._dynamo.utils import counters
 
-    from carcolor import models
-    from carcolor import train as cctrain
-
+    from carcolor.training import models
+    from carcolor.training import train as cctrain
     if args.threads:
         torch.set_num_threads(args.threads)
     import_s = time.perf_counter() - t_import

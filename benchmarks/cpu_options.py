@@ -27,10 +27,8 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from carcolor import models  # noqa: E402
-from carcolor import train as cctrain  # noqa: E402
-
-
+from carcolor.training import models  # noqa: E402
+from carcolor.training import train as cctrain  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -10,13 +10,13 @@ One command, five parts, everything written to results/gpu_check/ (gpu_check.jso
    datasheet values.
 2. Model: MACs and memory traffic of one training image (counted on the CPU), and the images/s the
    card's bandwidth allows.
-3. Copying the uint8 cache to the GPU: `carcolor.batches.to_device` (two reused pinned staging
+3. Copying the uint8 cache to the GPU: `carcolor.training.batches.to_device` (two reused pinned staging
    buffers, asynchronous copies) against the former way (a fresh pageable array per chunk), GB/s
    each, and the host's part of each alone.
 4. Training throughput of MobileNetV2 and MobileNetV1 at 224 px, batch 256, eager and compiled,
    exactly as a grid cell trains: random images in a device cache, `CachedBatches` (crop, flip,
    normalise on the GPU) and `train_one_epoch` (bf16 autocast, channels_last, foreach Adam). The
-   warm-up (`carcolor.train.warm_up`: compilation and cuDNN autotuning) is timed apart, then a few
+   warm-up (`carcolor.training.train.warm_up`: compilation and cuDNN autotuning) is timed apart, then a few
    untimed steps, then >= 200 timed steps measured by the training loop's own clock. Compilation
    starts from an empty Inductor cache (the cost of the first cell of each architecture).
 5. A scaled paper grid through the real Snakefile: the 4 cells of experiments/paper.yaml's grid,
@@ -58,9 +58,11 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from carcolor import atomic, models, optim  # noqa: E402
-from carcolor import train as cctrain  # noqa: E402
-from carcolor.batches import CachedBatches, TrainPreset, to_device  # noqa: E402
+from carcolor import atomic  # noqa: E402
+from carcolor.training import optimizers as optim  # noqa: E402
+from carcolor.training import models  # noqa: E402
+from carcolor.training import train as cctrain  # noqa: E402
+from carcolor.training.batches import CachedBatches, TrainPreset, to_device  # noqa: E402
 
 GOAL_IMAGES_PER_S = 10_000  # MobileNetV2, 224 px, training, one H100 (DESIGN.md)
 GOAL_GRID_S = 600  # the 4-cell paper grid, 10 epochs each, on one H100
@@ -341,7 +343,7 @@ def run_grid(args, out: Path, cache_dir: Path) -> dict:
         train_rows, eval_rows = metrics[metrics["split"] == "train"], metrics[metrics["split"] != "train"]
         epochs_s = float(metrics["seconds"].sum())
         cells.append({"cell": cell, "arch": summary["arch"], "wall_s": wall_s, "epochs_s": epochs_s,
-                      "fixed_s": wall_s - epochs_s, "compile_s": summary["compile_s"],
+                      "fixed_s": wall_s - epochs_s, "warm_up_s": summary["warm_up_s"],
                       "train_images_per_s": float(train_rows["images_per_s"].mean()),
                       "eval_images_per_s": float(len(train_rows) * (summary["val_images"] + summary["test_images"])
                                                  / eval_rows["seconds"].sum()),
@@ -380,7 +382,7 @@ def project(grid: dict, rows: list[dict], copy: dict | None = None) -> dict:
         copy_extra = per_cell * sum(1 for c in grid["cells"] if c["data_on_device"])
         total += copy_extra
     total *= seeds
-    cold_extra = sum(max(0.0, compiled[a]["warm_up_s"] - min(c["compile_s"] for c in grid["cells"] if c["arch"] == a))
+    cold_extra = sum(max(0.0, compiled[a]["warm_up_s"] - min(c["warm_up_s"] for c in grid["cells"] if c["arch"] == a))
                      for a in {c["arch"] for c in grid["cells"]} if a in compiled)
     sums = " + ".join(f"[{t['F_s']:.1f} + {epochs} x ({n_train} / {_rate(t['R_train'])} + {n_eval} / "
                       f"{_rate(t['R_eval'])})]" for t in terms)
@@ -459,7 +461,7 @@ def markdown(result: dict) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         for c in g["cells"]:
             lines.append(f"| {c['cell']} | {c['wall_s']:.1f} | {c['epochs_s']:.1f} | {c['fixed_s']:.1f} | "
-                         f"{c['compile_s']:.1f} | {c['train_images_per_s']:,.0f} | {c['eval_images_per_s']:,.0f} | "
+                         f"{c['warm_up_s']:.1f} | {c['train_images_per_s']:,.0f} | {c['eval_images_per_s']:,.0f} | "
                          f"{c['data_on_device']} |")
     if result["projection"]:
         p = result["projection"]
@@ -540,7 +542,7 @@ def main(argv=None) -> int:
         grid = run_grid(args, out, cache_dir)
         for c in grid["cells"]:
             print(f"  {c['cell']:24s} wall {c['wall_s']:6.1f}s  epochs {c['epochs_s']:6.1f}s  "
-                  f"fixed {c['fixed_s']:6.1f}s  warm-up {c['compile_s']:5.1f}s", flush=True)
+                  f"fixed {c['fixed_s']:6.1f}s  warm-up {c['warm_up_s']:5.1f}s", flush=True)
         if rows:
             projection = project(grid, rows, copy)
             print(f"\n[projection] {projection['formula']}", flush=True)

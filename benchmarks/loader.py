@@ -5,11 +5,11 @@
     python benchmarks/loader.py --help          # steps, rounds, workers, data folder
 
 It draws (once, then reuses) a small synthetic DVM-Car set under data/benchmark/, builds the uint8
-cache from it with carcolor.prepare, and links the cache's training images into an ImageFolder
+cache from it with carcolor.data.prepare, and links the cache's training images into an ImageFolder
 tree (one folder per colour). Then, in this one process, on the same images, model, image size,
 batch size and number of steps, it times in turn, round after round:
 
-  carcolor            CachedBatches (uint8 cache, batch crop/flip/normalise) + carcolor.train's
+  carcolor            CachedBatches (uint8 cache, batch crop/flip/normalise) + carcolor.training.train's
                       train step (channels_last, foreach optimizer), as a grid cell trains;
   folder+our-step     ImageFolder + PIL + transforms + DataLoader feeding that same train step;
   folder+plain-step   ImageFolder + PIL + transforms + DataLoader and the textbook loop
@@ -19,7 +19,7 @@ Each loop warms up for a few steps before it is timed. It prints training images
 medians, and the ratios: carcolor / folder+plain-step is the end-to-end speed-up (target >= 1.3 on
 a 2-core CPU), carcolor / folder+our-step the part due to the input pipeline alone.
 
-Like carcolor.train.run on the CPU, it lets glibc keep freed memory in the process (see
+Like carcolor.training.train.run on the CPU, it lets glibc keep freed memory in the process (see
 benchmarks/README.md); that setting is process-wide, so all three loops run with it.
 """
 from __future__ import annotations
@@ -39,9 +39,12 @@ sys.path.insert(0, str(REPO))  # runs from a checkout, installed or not
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from carcolor import models, optim, prepare, synth  # noqa: E402
-from carcolor import train as cctrain  # noqa: E402
-from carcolor.batches import MEAN, STD, CachedBatches, TrainPreset  # noqa: E402
+from carcolor import defaults  # noqa: E402
+from carcolor.training import models, optimizers as optim  # noqa: E402
+from carcolor.data import prepare  # noqa: E402
+from carcolor.data import synth  # noqa: E402
+from carcolor.training import train as cctrain  # noqa: E402
+from carcolor.training.batches import MEAN, STD, CachedBatches, TrainPreset  # noqa: E402
 
 COLOURS = ["Black", "Grey", "White", "Blue", "Silver", "Red", "Brown", "Green", "Yellow", "Beige", "Orange"]
 ADVERTS, PHOTOS, N_TRAIN, N_VAL = 16, 4, 40, 4  # 64 photos per colour; 40 of each colour are trained on
@@ -133,13 +136,14 @@ def fresh_model(arch: str, n_classes: int, *, channels_last: bool):
 
 
 class OurStep:
-    """carcolor.train's step: train_one_epoch over `steps` batches, as a grid cell trains (eager).
+    """carcolor.training.train's step: train_one_epoch over `steps` batches, as a grid cell trains (eager).
 
     Its time is the training loop's own clock (`seconds` of train_one_epoch: from the first batch to
     the last step, synchronised on CUDA), not the scoring and copies the loop does after it."""
 
     def __init__(self, arch: str, n_classes: int, optimizer: str, device: str):
-        cfg = cctrain.TrainConfig(cell="benchmark", arch=arch, optimizer=optimizer, device=device)
+        cfg = cctrain.TrainConfig.for_cell(arch=arch, optimizer=optimizer, seed=0,
+                                           settings={**defaults.defaults()["train"], "device": device})
         self.rt = cctrain.resolve_runtime(cfg, 0)
         self.model = fresh_model(arch, n_classes, channels_last=self.rt.channels_last).to(self.rt.device)
         kwargs, self.impl = cctrain.optimizer_settings(optimizer, {})
@@ -201,7 +205,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    keeps = cctrain.keep_freed_memory()  # as carcolor.train.run does on the CPU; process-wide, so for all loops
+    keeps = cctrain.keep_freed_memory()  # as carcolor.training.train.run does on the CPU; process-wide, so for all loops
     cache, folder = build_data(Path(args.data_dir), args.size, args.smoke)
     data = prepare.load_prepared(cache)
     n_classes = len(data["classes"])

@@ -1,5 +1,5 @@
-"""`python -m carcolor`: the same as the `carcolor` command (the Snakefile uses this form, so that the
-rules run with the interpreter that runs Snakemake, activated environment or not)."""
+"""`python -m carcolor`: the same as the `carcolor` command, for an environment whose scripts are not
+on PATH."""
 import sys
 
 from .cli import main

@@ -1,8 +1,10 @@
-"""Checks of a validated config that need torch: optimizers, models, device, the notebook template.
+"""Checks of a validated config that need a stage's knowledge, and the `carcolor config` command.
 
-config.validate catches what the config says; these catch what would fail once training starts (an
-optimizer rejecting its keyword arguments, a model that needs another image size, a missing GPU, a
-broken notebook), in seconds and before any job runs. Each raises config.ConfigError in one line.
+config.validate catches what the config says on its own. `check_config` adds what the stages know,
+cheaply (colours the data can have, architecture and optimizer names); `check_all` what would fail
+once training starts (an optimizer rejecting its keyword arguments, a model that needs another image
+size, a missing GPU, a broken notebook), in seconds and before any job runs. Each raises
+config.ConfigError in one line.
 """
 from __future__ import annotations
 
@@ -13,17 +15,60 @@ import json
 import os
 from pathlib import Path
 
-from . import __version__
+from . import __version__, config, sources
 from .config import ConfigError, n_classes
+from .data.colours import COLOURS, NON_COLOURS
+from .training.notebook import PARAMETERS, TEMPLATE
 
-PACKAGE = Path(__file__).resolve().parent
-NOTEBOOK = PACKAGE.parent / "experiments" / "train.ipynb"
-# What the Snakefile passes with papermill's -p and -y: the template must declare each of them.
-PARAMETERS = ("cell", "arch", "optimizer", "seed", "prepared", "out_dir", "threads", "settings")
-# Whatever the checks' outcome depends on besides the config and the notebook.
-KEY_MODULES = ("checks.py", "config.py", "models.py", "optim.py")
+COMMAND = "config"
+# Whatever the checks' outcome depends on besides the config, the notebook and their own code.
 KEY_DISTRIBUTIONS = ("torch", "torchvision", "timm", "nbformat")
 MAX_STAMPS = 20
+
+
+def check_config(cfg: dict) -> None:
+    """The cheap checks a stage's knowledge allows: colour names, architecture and optimizer names."""
+    from .training import models, optimizers
+
+    _check_colours(cfg["data"])
+    for arch in cfg["grid"]["archs"]:
+        _named(models.check_arch, arch)
+    for name in cfg["grid"]["optimizers"]:
+        _named(optimizers.check_optimizer, name)
+
+
+def _named(check, name: str) -> None:
+    try:
+        check(name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _check_colours(data: dict) -> None:
+    for colour in data["colours"] or []:
+        if colour in NON_COLOURS:
+            raise ConfigError(f"config 'data.colours' lists {colour!r}, which is not a colour class "
+                              f"(never use {' or '.join(NON_COLOURS)}).")
+    if data["source"] != "synthetic":
+        return
+    drawable = tuple(COLOURS)
+    for colour in data["colours"] or []:
+        if colour not in drawable:
+            raise ConfigError(f"config 'data.colours' lists {colour!r}, a colour the synthetic generator cannot "
+                              f"draw.{_did_you_mean(colour, drawable)} Use one of (case-sensitive): "
+                              f"{', '.join(drawable)}; or data.source: dvm for real photos.")
+    top_n = data["top_n_colours"]
+    if top_n and top_n > len(drawable):
+        raise ConfigError(f"config 'data.top_n_colours' is {top_n} but the synthetic generator draws only "
+                          f"{len(drawable)} colours; set it to {len(drawable)} or fewer, or use data.source: dvm.")
+
+
+def _did_you_mean(word: str, choices: tuple[str, ...]) -> str:
+    import difflib
+
+    lower = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(lower), n=1)
+    return f" Did you mean {lower[close[0]]!r}?" if close else ""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -35,7 +80,7 @@ def check_optimizers(cfg: dict) -> None:
     """Build each grid optimizer with the config's settings on a dummy parameter and take one step."""
     import torch
 
-    from . import optim
+    from .training import optimizers
 
     train = cfg["train"]
     kwargs = train["optimizer_kwargs"]
@@ -43,7 +88,7 @@ def check_optimizers(cfg: dict) -> None:
         param = torch.nn.Parameter(torch.ones(1))
         try:
             # One step too: Adam, for one, unpacks `betas` only when it steps.
-            opt = optim.build_optimizer(name, [param], lr=train["lr"], weight_decay=train["weight_decay"],
+            opt = optimizers.build_optimizer(name, [param], lr=train["lr"], weight_decay=train["weight_decay"],
                                         **kwargs)
             opt.step(lambda: _dummy_loss(opt, param))
         except (TypeError, ValueError, IndexError, KeyError, RuntimeError) as exc:
@@ -76,7 +121,7 @@ def check_models(cfg: dict) -> None:
 
 
 def _build(arch: str, classes: int):
-    from . import models
+    from .training import models
 
     try:
         # Never the pretrained weights: a check must not need the network.
@@ -120,7 +165,7 @@ def _read_bytes(path: Path) -> bytes:
         raise ConfigError(f"cannot read the training notebook {path}: {exc.strerror}.") from exc
 
 
-def check_notebook(path: str | Path = NOTEBOOK) -> None:
+def check_notebook(path: str | Path = TEMPLATE) -> None:
     """The training template: valid JSON, a valid notebook, a `parameters` cell assigning PARAMETERS."""
     path = Path(path)
     cell = _parameters_cell(_read_notebook(path), path)
@@ -169,7 +214,7 @@ def _assigned(tree: ast.Module) -> set[str]:
     return {sub.id for target in targets for sub in ast.walk(target) if isinstance(sub, ast.Name)}
 
 
-def check_all(cfg: dict, notebook: str | Path = NOTEBOOK, *, device: bool = True) -> None:
+def check_all(cfg: dict, notebook: str | Path = TEMPLATE, *, device: bool = True) -> None:
     """Every check, cheapest first; raises ConfigError on the first problem."""
     check_notebook(notebook)
     if device:
@@ -203,8 +248,7 @@ def check_key(cfg: dict, notebook: str | Path) -> str:
 
     digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode())
     digest.update(_read_bytes(Path(notebook)))
-    for name in KEY_MODULES:
-        digest.update((PACKAGE / name).read_bytes())
+    digest.update(sources.digest(sources.closure([__name__])).encode())
     versions = [__version__] + [_version(metadata, name) for name in KEY_DISTRIBUTIONS]
     digest.update(json.dumps(versions).encode())
     return digest.hexdigest()
@@ -236,3 +280,31 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except FileNotFoundError:  # pruned meanwhile by a parallel run
         return 0.0
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("configfile", nargs="*", help="config files merged in order over experiments/config.yaml")
+    parser.add_argument("--cells", action="store_true", help="print the grid's cell names instead")
+    parser.add_argument("--no-deep", dest="deep", action="store_false",
+                        help="skip building each model and optimizer and checking the notebook (needs torch: seconds)")
+
+
+def run(args) -> int:
+    """`carcolor config`: validate config files merged in order over the defaults and print the result."""
+    cfg = config.validate(config.read_files(args.configfile))
+    check_config(cfg)
+    if args.deep:
+        check_all(cfg)
+    if args.cells:
+        print("\n".join(c.name for c in config.cells(cfg)))
+    else:
+        print(config.dump(cfg), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from carcolor.command import main
+
+    sys.exit(main(__spec__.name))

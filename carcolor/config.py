@@ -1,66 +1,35 @@
-"""Experiment configuration: validate against the JSON Schema, fill defaults, expand the grid.
+"""Experiment configuration: merged over the defaults, validated against the JSON Schema, the grid.
 
-The flow is one way: experiments/config.yaml -> config.schema.yaml (this module) -> papermill
-parameters -> carcolor.train.TrainConfig -> function arguments.
+The flow is one way: experiments/config.yaml (the defaults, carcolor.defaults) with the user's files
+merged over it -> config.schema.yaml (this module) -> papermill parameters ->
+carcolor.training.train.TrainConfig -> function arguments. The checks that need a stage's knowledge
+(colours, architectures, optimizers, the notebook) are carcolor.checks.
 """
 from __future__ import annotations
 
-import ast
 import difflib
-import functools
-import itertools
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "experiments" / "config.schema.yaml"
-SYNTH_PATH = Path(__file__).resolve().parent / "synth.py"
-# Colours that are never classes: the seller gave none, or the car has several.
-NON_COLOURS = ("Unlisted", "Multicolour")
+from . import defaults as defaultsmod
+from .grid import Cell
+from .grid import cells as grid_cells
+
+
+COMMAND = "record-config"
 
 
 class ConfigError(ValueError):
     """A configuration problem, explained in one line."""
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One cell of the grid: (architecture, optimizer, seed)."""
-
-    arch: str
-    optimizer: str
-    seed: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.arch}-{self.optimizer}-s{self.seed}"
-
-
-def load_schema(path: Path = SCHEMA_PATH) -> dict:
+def load_schema(path: Path = defaultsmod.SCHEMA_FILE) -> dict:
     with open(path) as fh:
         return yaml.safe_load(fh)
-
-
-def _with_defaults(validator_class):
-    """A validator that also writes each property's `default` into the instance."""
-    validate_properties = validator_class.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for key, sub in properties.items():
-                if "default" in sub and key not in instance:
-                    instance[key] = _copy(sub["default"])
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
-
-
-def _copy(value):
-    return yaml.safe_load(yaml.safe_dump(value))
 
 
 def _where(error: jsonschema.ValidationError) -> str:
@@ -85,35 +54,22 @@ def _explain(error: jsonschema.ValidationError, schema: dict) -> str:
     return f"config '{where}': {error.message}."
 
 
-def validate(config: dict, schema: dict | None = None) -> dict:
-    """Validate a raw config dict, fill in defaults and run the checks a schema cannot express.
-
-    Returns a new dict; raises ConfigError with a one-line explanation.
+def validate(config: dict | None, schema: dict | None = None) -> dict:
+    """A config merged over the defaults (experiments/config.yaml), checked against the schema and by
+    the rules a schema cannot express. Returns a new dict; raises ConfigError with a one-line explanation.
     """
     schema = schema or load_schema()
-    config = _copy(config or {})
+    config = defaultsmod.resolved(config)
     # Before the schema: it lets nan and inf through every numeric bound (nan > 0 is false, not an error).
     _check_finite(config, "")
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         raise ConfigError(_explain(errors[0], schema))
-    # Re-run once more so that defaults of sections that were themselves defaulted are filled.
-    validator.validate(config)
-    _check_semantics(config)
-    return config
-
-
-def _check_semantics(config: dict) -> None:
-    from . import models, optim  # lazy: keeps a no-op snakemake run fast
-
     _check_colours(config["data"])
     _check_sources(config["data"])
     _check_batch_size(config)
-    for arch in config["grid"]["archs"]:
-        models.check_arch(arch)
-    for name in config["grid"]["optimizers"]:
-        optim.check_optimizer(name)
+    return config
 
 
 def _check_finite(value: Any, where: str) -> None:
@@ -130,50 +86,10 @@ def _check_finite(value: Any, where: str) -> None:
 
 def _check_colours(data: dict) -> None:
     if data.get("top_n_colours") and data.get("colours"):
-        raise ConfigError("config 'data': give either 'colours' or 'top_n_colours', not both.")
+        raise ConfigError("config 'data': give either 'colours' or 'top_n_colours', not both (the defaults list "
+                          "colours: write 'colours: null' next to 'top_n_colours').")
     if not data.get("top_n_colours") and not data.get("colours"):
         raise ConfigError("config 'data': give 'colours' (a list) or 'top_n_colours' (a number).")
-    for colour in data.get("colours") or []:
-        if colour in NON_COLOURS:
-            raise ConfigError(f"config 'data.colours' lists {colour!r}, which is not a colour class "
-                              f"(never use {' or '.join(NON_COLOURS)}).")
-    if data["source"] == "synthetic":
-        _check_synthetic_colours(data)
-
-
-def _check_synthetic_colours(data: dict) -> None:
-    drawable = synthetic_colours()
-    for colour in data.get("colours") or []:
-        if colour not in drawable:
-            raise ConfigError(f"config 'data.colours' lists {colour!r}, a colour the synthetic generator cannot "
-                              f"draw.{_did_you_mean(colour, drawable)} Use one of (case-sensitive): "
-                              f"{', '.join(drawable)}; or data.source: dvm for real photos.")
-    top_n = data.get("top_n_colours")
-    if top_n and top_n > len(drawable):
-        raise ConfigError(f"config 'data.top_n_colours' is {top_n} but the synthetic generator draws only "
-                          f"{len(drawable)} colours; set it to {len(drawable)} or fewer, or use data.source: dvm.")
-
-
-def _did_you_mean(word: str, choices: tuple[str, ...]) -> str:
-    lower = {c.lower(): c for c in choices}
-    close = difflib.get_close_matches(word.lower(), list(lower), n=1)
-    return f" Did you mean {lower[close[0]]!r}?" if close else ""
-
-
-@functools.lru_cache(maxsize=1)
-def synthetic_colours() -> tuple[str, ...]:
-    """The colours carcolor.synth can draw, in its order, read from synth.py's source.
-
-    Importing synth pulls in pandas (a third of a second on every snakemake run, no-op runs included),
-    and moving COLOURS out of synth.py would change the generate stage's code and so re-draw the data.
-    """
-    tree = ast.parse(SYNTH_PATH.read_text(), str(SYNTH_PATH))
-    for node in tree.body:
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "COLOURS":
-            return tuple(ast.literal_eval(node.value))
-    from .synth import COLOURS  # written in a form this reader does not know: pay for the import
-
-    return tuple(COLOURS)
 
 
 def _check_sources(data: dict) -> None:
@@ -213,8 +129,7 @@ def _check_batch_size(config: dict) -> None:
 
 def cells(config: dict) -> list[Cell]:
     """The grid: the product of architectures x optimizers x seeds, in config order."""
-    grid = config["grid"]
-    return [Cell(a, o, s) for a, o, s in itertools.product(grid["archs"], grid["optimizers"], grid["seeds"])]
+    return grid_cells(config["grid"])
 
 
 def cell_by_name(config: dict, name: str) -> Cell:
@@ -247,16 +162,44 @@ def _yaml_problem(path: str | Path, exc: yaml.YAMLError) -> str:
     return f"{path}{where}: {problem}"
 
 
-def load(path: str | Path) -> dict:
-    """Read and validate a YAML config file."""
-    return validate(read_yaml(path))
+def read_files(paths) -> dict:
+    """Config files merged in order, later ones overriding keys of earlier ones (as Snakemake does)."""
+    merged: dict = {}
+    for path in paths:
+        merged = defaultsmod.merge(merged, read_yaml(path))
+    return merged
+
+
+def load(*paths: str | Path) -> dict:
+    """Read config files, merge them in order over the defaults and validate the result."""
+    return validate(read_files(paths))
 
 
 def dump(config: dict) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def train_params(config: dict, cell: Cell) -> dict[str, Any]:
-    """The parameters handed to experiments/train.ipynb for one cell (papermill -y)."""
-    return {"cell": cell.name, "arch": cell.arch, "optimizer": cell.optimizer, "seed": cell.seed,
-            "train": _copy(config["train"])}
+def add_arguments(parser) -> None:
+    parser.add_argument("--record", required=True, help="JSON: {configfiles: [...], config: the resolved config}")
+    parser.add_argument("--out", required=True, help="results/config.yaml")
+
+
+def run(args) -> int:
+    """`carcolor record-config`: write the run's resolved config and its config files (results/config.yaml)."""
+    import json
+
+    from . import atomic
+
+    record = json.loads(args.record)
+    header = ("# The configuration that made this results folder: the config files it was given, merged in\n"
+              "# order over experiments/config.yaml, and the resolved result. Written by the workflow.\n")
+    atomic.write_text(args.out, header + dump(record))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from carcolor.command import main
+
+    sys.exit(main(__spec__.name))

@@ -16,12 +16,12 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from .defaults import DEFAULTS_NAME, REPO
+
 PACKAGES = ("carcolor", "torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "pillow",
             "papermill", "snakemake")
-REPO = Path(__file__).resolve().parent.parent
 # The Snakefile puts the --configfile paths of the run here, so a cell can say how to re-run it.
 CONFIGFILES_ENV = "CARCOLOR_CONFIGFILES"
-DEFAULT_CONFIG = "experiments/config.yaml"
 # torch.compile's on-disk caches a cell used (carcolor train-cell sets the first three)
 COMPILE_CACHE_ENV = ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE", "TORCHINDUCTOR_AUTOGRAD_CACHE",
                      "TRITON_CACHE_DIR")
@@ -130,7 +130,7 @@ def rerun_command(cell: str, files: list[str] | None = None) -> str:
     """The command that re-trains exactly this cell (then refreshes tables and report), from the
     working directory of the run: `make cell` with the run's config files."""
     files = configfiles() if files is None else files
-    extra = [f for f in files if f != DEFAULT_CONFIG]
+    extra = [f for f in files if f != DEFAULTS_NAME]
     command = f"make cell CELL={cell}"
     if extra:
         command += " CONFIG=" + shlex.quote(" ".join(extra))
@@ -139,7 +139,7 @@ def rerun_command(cell: str, files: list[str] | None = None) -> str:
 
 def lock_state() -> dict | None:
     """Whether the installed packages are those of the lock file (None when there is no lock file)."""
-    from . import lock
+    from . import requirements as lock
 
     path = REPO / lock.LOCK
     if not path.is_file():

@@ -16,35 +16,42 @@ import sys
 from pathlib import Path
 
 from . import config as cfgmod
+from . import defaults, layout, sources
+from .cli import COMMANDS
 from .config import ConfigError
+from .layout import CELL_PATTERN
 
-SYNTHETIC_DIR = "data/synthetic"
-SYNTHETIC_MARKER = f"{SYNTHETIC_DIR}/images.csv"
-PREPARED_DIR = "data/prepared"
-PREPARED_JSON = f"{PREPARED_DIR}/dataset.json"
-PREPARED_FILES = [f"{PREPARED_DIR}/{name}" for name in
-                  ("train_images.npy", "train_labels.npy", "val_images.npy", "val_labels.npy",
-                   "test_images.npy", "test_labels.npy", "manifest.csv")]
-RUN_DIR = "results/runs/{arch}-{optimizer}-s{seed}"
-RUN_FILES = ("train.ipynb", "metrics.csv", "predictions.csv", "summary.json")
-TABLES = [f"results/tables/{name}" for name in
-          ("epochs.csv", "summary.csv", "per_class.csv", "confusion.csv", "dataset.csv", "dataset.json",
-           "comparisons.csv", "provenance.csv")]
-REPORT = ["results/report/index.html", "results/report/index.pdf"]
-CELL_PAGE = "results/report/cells/{arch}-{optimizer}-s{seed}.html"  # carcolor.pages.page_path, under the report
-FIGURE_NAMES = ("loss", "f1", "time", "breakdown", "per_class", "confusion")  # carcolor.plots.FIGURES
-FIGURES = [f"results/figures/{name}.png" for name in FIGURE_NAMES]
-# The package modules each stage runs: editing one re-runs that stage and what follows, nothing else.
-CODE = {
-    "generate": ["synth.py", "cli.py", "atomic.py"],
-    "prepare": ["dvm.py", "prepare.py", "cli.py"],
-    "train": ["train.py", "batches.py", "models.py", "optim.py", "notebook.py", "atomic.py", "runlock.py",
-              "provenance.py", "lock.py", "gpus.py"],
-    "collect": ["tables.py", "stats.py", "claims.py", "cli.py", "atomic.py"],
-    "pages": ["pages.py", "cli.py", "atomic.py", "templates/cellpage/index.html.j2", "templates/cellpage/conf.json"],
-    "figures": ["plots.py", "narrative.py", "stats.py", "cli.py", "atomic.py"],
-    "render": ["render.py", "plots.py", "narrative.py", "pages.py", "stats.py", "claims.py", "atomic.py"],
+SYNTHETIC_MARKER = layout.SYNTHETIC_MARKER
+PREPARED_JSON = layout.PREPARED_JSON  # the rules name it apart: its folder is the prepared data's
+PREPARED_FILES = [path for path in (f"{layout.PREPARED_DIR}/{name}" for name in layout.PREPARED_FILES)
+                  if path != PREPARED_JSON]
+RUN_DIR = layout.run_dir(CELL_PATTERN)
+TABLES = [f"{layout.TABLES_DIR}/{name}" for name in layout.TABLE_FILES]
+FIGURES = [f"{layout.FIGURES_DIR}/{name}.png" for name in layout.FIGURE_NAMES]
+REPORT = [f"{layout.REPORT_DIR}/{name}" for name in layout.REPORT_FILES]
+CELL_PAGE = f"{layout.REPORT_DIR}/{layout.page_path(CELL_PATTERN)}"
+
+# What each rule runs: the `carcolor` command whose module its shell starts (`python -m MODULE`), and the documents
+# whose code that module executes (the training notebook, the report). A rule's code inputs are
+# derived from these by carcolor.sources: the files of everything they import inside carcolor.
+ENTRY = {
+    "download_archives": ("download", ()),
+    "generate_synthetic": ("generate", ()),
+    "prepare_dataset": ("prepare", ()),
+    "train_cell": ("train-cell", ("experiments/train.ipynb",)),
+    "collect_tables": ("collect", ()),
+    "cell_page": ("cell-page", ()),
+    "figures": ("figures", ()),
+    "render_report": ("render", ("report/index.qmd",)),
+    "record_config": ("record-config", ()),
 }
+CONFIG_RECORD = layout.CONFIG_RECORD
+DEFAULTS = defaults.DEFAULTS_NAME
+
+
+def entry_module(rule: str) -> str:
+    """The module a rule's job runs: its `carcolor` command's (carcolor.cli.COMMANDS)."""
+    return COMMANDS[ENTRY[rule][0]][0]
 
 
 def shell_prefix() -> str:
@@ -64,6 +71,7 @@ def configure(config: dict, notebook: str, *, device: bool = True) -> dict:
 
     try:
         cfg = cfgmod.validate(config)
+        checks.check_config(cfg)
         checks.check_all_cached(cfg, notebook, CHECKED_DIR, device=device)
         return cfg
     except (ConfigError, ValueError) as exc:
@@ -103,8 +111,27 @@ def here(basedir: str, relative: str) -> str:
         return str(path)
 
 
-def code(basedir: str, stage: str) -> list[str]:
-    return [here(basedir, f"carcolor/{name}") for name in CODE[stage]]
+def code_files(rule: str, basedir: str | Path = sources.PACKAGE_DIR.parent) -> list[Path]:
+    """Absolute paths of the package files a rule's job runs (ENTRY, carcolor.sources)."""
+    documents = ENTRY[rule][1]
+    imported = {m for doc in documents for m in sources.document_imports(Path(basedir, doc))}
+    return sources.closure([entry_module(rule), *sorted(imported)])
+
+
+def code(basedir: str, rule: str) -> list[str]:
+    """A rule's code inputs: the files of its module and of what it and its documents import."""
+    return [here(basedir, str(path)) for path in code_files(rule, basedir)]
+
+
+def command(rule: str) -> str:
+    """The start of a rule's shell command: the interpreter running ENTRY's module."""
+    return f"$CARCOLOR_PY -m {entry_module(rule)}"
+
+
+def document(basedir: str, rule: str) -> str:
+    """The one document a rule executes (the notebook template, the report's .qmd)."""
+    (doc,) = ENTRY[rule][1]
+    return here(basedir, doc)
 
 
 def caption(basedir: str, name: str) -> str:
@@ -117,11 +144,16 @@ def cell_names(cfg: dict) -> list[str]:
 
 
 def cell_pages(cfg: dict) -> list[str]:
-    return [CELL_PAGE.format(arch=c.arch, optimizer=c.optimizer, seed=c.seed) for c in cfgmod.cells(cfg)]
+    return [f"{layout.REPORT_DIR}/{layout.page_path(cell)}" for cell in cell_names(cfg)]
 
 
 def run_files(cfg: dict, name: str) -> list[str]:
-    return [f"results/runs/{cell}/{name}" for cell in cell_names(cfg)]
+    """One file of every cell's run folder (`name` one of layout.RUN_FILES)."""
+    return [f"{layout.run_dir(cell)}/{name}" for cell in cell_names(cfg)]
+
+
+def run_dirs(cfg: dict) -> list[str]:
+    return [layout.run_dir(cell) for cell in cell_names(cfg)]
 
 
 def wildcard_constraints(cfg: dict) -> dict[str, str]:
@@ -136,8 +168,8 @@ def source_paths(cfg: dict) -> list[str]:
     """The DVM sources prepare reads: the synthetic tree, or the configured (or downloaded) archives."""
     data = cfg["data"]
     if data["source"] == "synthetic":
-        return [f"{SYNTHETIC_DIR}/resized_DVM"]
-    from .download import ARCHIVES
+        return [f"{layout.SYNTHETIC_DIR}/resized_DVM"]
+    from .data.download import ARCHIVES
 
     downloaded = [f"{data['download_dir']}/{ARCHIVES[n].filename}" for n in data["download"] if n != "tables"]
     return list(data["paths"]) + downloaded
@@ -179,14 +211,14 @@ def prepare_threads(cfg: dict) -> int:
 def generate_settings(cfg: dict) -> str:
     colours = cfg["data"]["colours"]
     if not colours:
-        from .synth import COLOURS
+        from .data.colours import COLOURS
 
         colours = list(COLOURS)
     return _json({"colours": colours, **cfg["synthetic"]})
 
 
 def download_targets(cfg: dict) -> list[str]:
-    from .download import ARCHIVES
+    from .data.download import ARCHIVES
 
     data = cfg["data"]
     return [f"{data['download_dir']}/{ARCHIVES[n].filename}" for n in data["download"]]
@@ -208,7 +240,7 @@ def gpus_per_cell(cfg: dict, nvidia: str = "/dev/nvidiactl", *, cluster: bool = 
     importing torch (the Snakefile runs on every invocation): NVIDIA's driver node stands for CUDA.
     On a cluster 0: the cluster allocates GPUs (`cell_gres`), and a count here would cap how many
     cells the whole cluster runs at once at the `gpu=` of this machine's profile."""
-    from .gpus import wants_cuda
+    from .training.gpus import wants_cuda
 
     return 0 if cluster else int(wants_cuda(cfg["train"]["device"], nvidia))
 
@@ -219,19 +251,16 @@ def compile_cache_snapshot() -> dict:
 
 
 def use_compile_cache(before: dict) -> None:
-    """Point the jobs' torch.compile caches at the working directory's (carcolor.notebook), keeping
+    """Point the jobs' torch.compile caches at the working directory's (carcolor.training.notebook), keeping
     what the user set (`before`, a compile_cache_snapshot): the config checks import torch, which
     writes its default cache folder into this environment, and every job would inherit that."""
-    from .notebook import compile_cache_env
+    from .training.notebook import compile_cache_env
 
     os.environ.update(compile_cache_env(before))
 
 
-def export_configfiles(files) -> None:
-    """Tell the jobs which --configfile paths this run was given (for the re-run command each cell
-    records); paths relative to the working directory where they lie under it."""
-    from .provenance import CONFIGFILES_ENV
-
+def configfile_names(files) -> list[str]:
+    """The --configfile paths of this run, relative to the working directory where they lie under it."""
     cwd = Path.cwd().resolve()
     shown = []
     for f in files or []:
@@ -240,7 +269,19 @@ def export_configfiles(files) -> None:
             shown.append(str(path.relative_to(cwd)))
         except ValueError:
             shown.append(str(path))
-    os.environ[CONFIGFILES_ENV] = json.dumps(shown)
+    return shown
+
+
+def export_configfiles(files) -> None:
+    """Tell the jobs which --configfile paths this run was given (for the re-run command each cell records)."""
+    from .provenance import CONFIGFILES_ENV
+
+    os.environ[CONFIGFILES_ENV] = json.dumps(configfile_names(files))
+
+
+def config_record(cfg: dict, files) -> str:
+    """What results/config.yaml records, as one plain value: the resolved config and the config files."""
+    return _json({"configfiles": configfile_names(files), "config": cfg})
 
 
 def cell_gres(cfg: dict, *, cluster: bool = False) -> str:
@@ -264,7 +305,7 @@ DATA_MB_PER_WORKER = 70
 
 
 def cache_bytes(cfg: dict) -> int:
-    """Bytes of the prepared image cache: images x channels (3) x image_size^2, uint8 (carcolor.prepare)."""
+    """Bytes of the prepared image cache: images x channels (3) x image_size^2, uint8 (carcolor.data.prepare)."""
     data = cfg["data"]
     per_colour = data["n_train_per_colour"] + data["n_val_per_colour"] + data["n_test_per_colour"]
     return cfgmod.n_classes(cfg) * per_colour * 3 * data["image_size"] ** 2

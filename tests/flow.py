@@ -1,5 +1,7 @@
-"""Helpers for the workflow tests: the README's snakemake command on the smoke config, dry-run plans."""
+"""Helpers for the workflow tests: the README's snakemake command on the smoke config, dry-run plans,
+and copies of the checkout (a test that edits the workflow's files edits a copy, never the checkout)."""
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -7,18 +9,35 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CELLS = [f"{arch}-{optimizer}-s{seed}" for arch in ("mobilenet_v2", "mobilenet_v1") for optimizer in ("adam", "adamax")
          for seed in (0, 1)]  # tests/smoke.yaml's grid
+# What a copy of the checkout leaves out: the history and what git ignores (at the top: the package
+# has a data/ of its own), anywhere: caches.
+TOP_LEVEL_ONLY = {".git", ".venv", "results", "data", ".snakemake", ".pytest_cache"}
+ANYWHERE = shutil.ignore_patterns("__pycache__", "*.egg-info")
 
 
-def snakemake_cmd(workdir, *args, snakefile=REPO / "Snakefile", config="tests/smoke.yaml", cores="2"):
-    """The README's command (`snakemake --cores all`), on the smoke config, in workdir."""
+def _not_copied(folder: str, names: list[str]) -> set[str]:
+    top = {n for n in names if n in TOP_LEVEL_ONLY} if Path(folder) == REPO else set()
+    return top | set(ANYWHERE(folder, names))
+
+
+def copy_checkout(dest: Path) -> Path:
+    """A copy of this checkout's files (as they are, uncommitted changes too) at dest."""
+    shutil.copytree(REPO, dest, ignore=_not_copied)
+    assert (dest / "carcolor" / "data" / "__init__.py").is_file()
+    return dest
+
+
+def snakemake_cmd(workdir, *args, checkout=REPO, config="tests/smoke.yaml", cores="2"):
+    """The README's command (`snakemake --cores all`), on the smoke config, in workdir, with the
+    Snakefile of `checkout`; config files are relative to the checkout."""
     config = [config] if isinstance(config, (str, Path)) else list(config or [])
-    configs = ["--configfile", *(str(REPO / c) for c in config)] if config else []
-    return [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--cores", cores, *configs,
+    configs = ["--configfile", *(str(Path(checkout) / c) for c in config)] if config else []
+    return [sys.executable, "-m", "snakemake", "-s", str(Path(checkout) / "Snakefile"), "--cores", cores, *configs,
             "--directory", str(workdir), *args]
 
 
-def snakemake(repo, workdir, *args, env, config="tests/smoke.yaml", check=True, snakefile=None):
-    cmd = snakemake_cmd(workdir, *args, snakefile=snakefile or repo / "Snakefile", config=config)
+def snakemake(checkout, workdir, *args, env, config="tests/smoke.yaml", check=True):
+    cmd = snakemake_cmd(workdir, *args, checkout=checkout, config=config)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if check and out.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-6000:]}")

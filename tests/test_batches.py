@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from carcolor.batches import MEAN, STD, CachedBatches, Normalize, TrainPreset, to_device
+from carcolor.training.batches import MEAN, STD, CachedBatches, Normalize, TrainPreset, to_device
 
 
 def _images(n=16, size=32, seed=0) -> np.ndarray:

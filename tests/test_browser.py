@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from carcolor import pages, render
+from carcolor import layout
+from carcolor.reporting import pages, render
 from tests.browser import check_page, tools
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +54,7 @@ def fixture_report(tmp_path_factory, browser):
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(cell)", outputs=[
             nbformat.v4.new_output("stream", name="stdout", text=f"{cell}\n")])])
         nbformat.write(nb, notebooks / f"{cell}.ipynb")
-        pages.export(notebooks / f"{cell}.ipynb", out / pages.page_path(cell), cell)
+        pages.export(notebooks / f"{cell}.ipynb", out / layout.page_path(cell), cell)
     return Path(result["html"])
 
 

@@ -11,13 +11,12 @@ import torch
 import yaml
 
 from carcolor import checks, config
-from carcolor.cli import _merged
 
 
 @pytest.fixture
 def cfg(repo):
     """The smoke config: small, so each model builds and runs in a fraction of a second."""
-    return config.validate(_merged([repo / "experiments/config.yaml", repo / "tests/smoke.yaml"]))
+    return config.load(repo / "tests/smoke.yaml")
 
 
 @pytest.fixture
@@ -37,7 +36,7 @@ def _one_line(check, *args) -> str:
 
 @pytest.mark.parametrize("files", [["experiments/config.yaml"], ["experiments/config.yaml", "tests/smoke.yaml"]])
 def test_shipped_configs_pass_every_check(repo, files):
-    checks.check_all(config.validate(_merged([repo / f for f in files])))
+    checks.check_all(config.load(*[repo / f for f in files]))
 
 
 @pytest.mark.parametrize("kwargs", [{"betas": 5}, {"nonsense": 1}, {"betas": [0.9, 0.99, 0.5]}])
@@ -62,8 +61,7 @@ def test_model_that_needs_another_image_size(cfg):
 
 
 def test_model_builds_offline_even_when_pretrained(cfg, monkeypatch):
-    from carcolor import models
-
+    from carcolor.training import models
     seen = []
     real = models.build_model
     monkeypatch.setattr(models, "build_model", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
@@ -103,10 +101,10 @@ def test_notebook_without_a_parameters_cell(notebook):
 def test_parameters_cell_missing_names(notebook):
     nb = json.loads(notebook.read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
-    cell["source"] = [line for line in cell["source"] if not line.startswith(("threads", "out_dir"))]
+    cell["source"] = [line for line in cell["source"] if not line.startswith(("settings", "out_dir"))]
     notebook.write_text(json.dumps(nb))
     msg = _one_line(checks.check_notebook, notebook)
-    assert "does not assign out_dir, threads" in msg
+    assert "does not assign settings, out_dir" in msg
 
 
 def test_missing_notebook(tmp_path):
@@ -158,7 +156,7 @@ def test_cache_keeps_the_newest_stamps(cfg, notebook, tmp_path, monkeypatch):
 def test_cli_config_runs_the_deep_checks_unless_told_not_to(repo, tmp_path, tool_env):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"train": {"optimizer_kwargs": {"nonsense": 1}}}))
-    base = [sys.executable, "-m", "carcolor.cli", "config", "experiments/config.yaml", str(bad)]
+    base = [sys.executable, "-m", "carcolor.cli", "config", str(bad)]
     out = subprocess.run(base, cwd=repo, capture_output=True, text=True, env=tool_env)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "nonsense" in out.stderr
     out = subprocess.run(base + ["--no-deep"], cwd=repo, capture_output=True, text=True, env=tool_env)

@@ -5,8 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from carcolor import claims
-
+from carcolor.analysis import claims
 V2, V1 = "mobilenet_v2", "mobilenet_v1"
 T_975_2 = 4.302653
 # adam's per-seed numbers on MobileNetV2; everything else is derived from them below

@@ -1,4 +1,5 @@
-"""The config: schema validation, defaults, one-line errors, grid expansion."""
+"""The config: the defaults' one home, schema validation, one-line errors, grid expansion; and the
+cheap checks that need a stage's knowledge (carcolor.checks.check_config)."""
 import re
 import subprocess
 import sys
@@ -6,7 +7,14 @@ import sys
 import pytest
 import yaml
 
-from carcolor import config
+from carcolor import checks, config, defaults
+
+
+def checked(cfg: dict) -> dict:
+    """What the Snakefile does before anything runs, minus the torch checks."""
+    cfg = config.validate(cfg)
+    checks.check_config(cfg)
+    return cfg
 
 
 @pytest.fixture
@@ -19,7 +27,24 @@ def test_default_config_is_valid_and_gives_three_seeds_of_the_four_pairs(default
     cfg = config.validate(default)
     names = [c.name for c in config.cells(cfg)]
     assert len(names) == 12 and names[:3] == ["mobilenet_v2-adam-s0", "mobilenet_v2-adam-s1", "mobilenet_v2-adam-s2"]
-    assert cfg["train"]["amp"] == "auto"  # a default filled from the schema
+    assert cfg["train"]["amp"] == "auto"
+
+
+def test_the_defaults_file_has_every_key_the_schema_names_and_the_schema_no_defaults(repo):
+    schema = config.load_schema()
+    assert "default:" not in (repo / "experiments" / "config.schema.yaml").read_text()
+    own = defaults.defaults()
+    assert set(own) == set(schema["properties"])
+    for section, spec in schema["properties"].items():
+        assert set(own[section]) == set(spec["properties"]), section
+
+
+def test_a_partial_config_is_merged_over_the_defaults():
+    cfg = config.validate({"train": {"epochs": 2}, "grid": {"seeds": [4]}})
+    assert cfg["train"]["epochs"] == 2 and cfg["grid"]["seeds"] == [4]
+    assert cfg["train"]["lr"] == defaults.defaults()["train"]["lr"]
+    assert cfg["grid"]["archs"] == defaults.defaults()["grid"]["archs"]
+    assert config.validate({}) == config.validate(defaults.defaults())
 
 
 def test_every_config_key_is_documented(repo):
@@ -42,20 +67,20 @@ def test_misspelled_key_names_it_and_suggests(default):
 def test_unknown_architecture_names_valid_choices(default):
     default["grid"]["archs"] = ["mobilenet_v3"]
     with pytest.raises(ValueError) as err:
-        config.validate(default)
+        checked(default)
     assert "mobilenet_v3" in str(err.value) and "mobilenet_v2" in str(err.value)
 
 
 def test_unknown_optimizer_names_valid_choices(default):
     default["grid"]["optimizers"] = ["adamx"]
     with pytest.raises(ValueError) as err:
-        config.validate(default)
+        checked(default)
     assert "'adamx'" in str(err.value) and "adamax" in str(err.value)
 
 
 def test_any_torch_optimizer_and_torchvision_or_timm_model_is_accepted(default):
-    default["grid"] = {"archs": ["resnet18", "mobilenetv3_small_050"], "optimizers": ["SGD", "asgd"]}
-    cfg = config.validate(default)
+    default["grid"] = {"archs": ["resnet18", "mobilenetv3_small_050"], "optimizers": ["SGD", "asgd"], "seeds": [0]}
+    cfg = checked(default)
     assert len(config.cells(cfg)) == 4
 
 
@@ -74,7 +99,7 @@ def test_colour_list_and_top_n_are_exclusive(default):
 def test_unlisted_is_never_a_class(default):
     default["data"]["colours"] = ["Black", "Unlisted"]
     with pytest.raises(config.ConfigError, match="Unlisted"):
-        config.validate(default)
+        checked(default)
 
 
 def test_cell_lookup(default):
@@ -85,15 +110,15 @@ def test_cell_lookup(default):
 
 
 def test_cli_config_prints_cells_and_rejects_bad_keys(repo, tmp_path, tool_env):
-    out = subprocess.run([sys.executable, "-m", "carcolor.cli", "config", "experiments/config.yaml",
-                          "tests/smoke.yaml", "--cells"], cwd=repo, capture_output=True, text=True, env=tool_env)
+    out = subprocess.run([sys.executable, "-m", "carcolor.cli", "config", "tests/smoke.yaml", "--cells"], cwd=repo,
+                         capture_output=True, text=True, env=tool_env)
     assert out.returncode == 0, out.stderr
     from tests.flow import CELLS
 
     assert out.stdout.split() == CELLS
     bad = tmp_path / "bad.yaml"
     bad.write_text("grid:\n  optimisers: [adam]\n")
-    out = subprocess.run([sys.executable, "-m", "carcolor.cli", "config", "experiments/config.yaml", str(bad)],
+    out = subprocess.run([sys.executable, "-m", "carcolor.cli", "config", str(bad)],
                          cwd=repo, capture_output=True, text=True, env=tool_env)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "optimisers" in out.stderr and "optimizers" in out.stderr
@@ -101,7 +126,7 @@ def test_cli_config_prints_cells_and_rejects_bad_keys(repo, tmp_path, tool_env):
 
 def _one_line_error(cfg: dict) -> str:
     with pytest.raises(config.ConfigError) as err:
-        config.validate(cfg)
+        checked(cfg)
     msg = str(err.value)
     assert "\n" not in msg
     return msg
@@ -138,7 +163,7 @@ def test_real_colours_are_not_checked_against_the_generator(default, tmp_path, m
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dvm.zip").write_bytes(b"")
     default["data"].update(source="dvm", paths=["dvm.zip"], colours=["Black", "Purple"])
-    assert config.validate(default)["data"]["colours"] == ["Black", "Purple"]
+    assert checked(default)["data"]["colours"] == ["Black", "Purple"]
 
 
 def test_a_dvm_path_that_does_not_exist(default, tmp_path, monkeypatch):
@@ -152,12 +177,6 @@ def test_top_n_beyond_the_generator_colours(default):
     default["data"].update(colours=None, top_n_colours=12)
     msg = _one_line_error(default)
     assert "'data.top_n_colours' is 12" in msg and "11" in msg
-
-
-def test_synthetic_colours_read_without_import_match_the_generator():
-    from carcolor import synth
-
-    assert config.synthetic_colours() == tuple(synth.COLOURS)
 
 
 def test_dvm_paths_with_the_synthetic_source(default):
@@ -199,7 +218,7 @@ def test_config_file_that_is_not_a_mapping(tmp_path):
 def test_cli_yaml_syntax_error_is_one_line(repo, tmp_path, tool_env):
     bad = tmp_path / "my.yaml"
     bad.write_text("train:\n  epochs: 3\n  lr: [0.1\n")
-    out = subprocess.run([sys.executable, "-m", "carcolor.cli", "config", "experiments/config.yaml", str(bad)],
+    out = subprocess.run([sys.executable, "-m", "carcolor.cli", "config", str(bad)],
                          cwd=repo, capture_output=True, text=True, env=tool_env)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
@@ -210,6 +229,4 @@ def test_cli_yaml_syntax_error_is_one_line(repo, tmp_path, tool_env):
                                    ["experiments/config.yaml", "experiments/paper.yaml"],
                                    ["experiments/paper.yaml"]])
 def test_shipped_configs_are_valid(repo, files):
-    from carcolor.cli import _merged
-
-    config.validate(_merged([repo / f for f in files]))
+    checked(config.read_files([repo / f for f in files]))

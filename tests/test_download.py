@@ -1,4 +1,4 @@
-"""Tests for carcolor.download against a local HTTP server on 127.0.0.1 only."""
+"""Tests for carcolor.data.download against a local HTTP server on 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -21,9 +21,7 @@ from urllib.error import URLError
 
 import pytest
 
-from carcolor import download as dl
-
-
+from carcolor.data import download as dl
 def _make_archive() -> bytes:
     """A real zip (stored, so it stays about 3 MB) filled with seeded random bytes."""
     rng = random.Random(19586296)
@@ -352,10 +350,20 @@ def test_fetch_archive_records_a_hand_download(server, local_tables, tmp_path):
 
 # -- command line -----------------------------------------------------------------------
 
+class _Parser:
+    """`carcolor download ARGS` parsed as the command line does; args.func runs it."""
+
+    def parse_args(self, argv):
+        from carcolor import command
+
+        assert argv[0] == "download"
+        args = command.parser_for("download", dl).parse_args(argv[1:])
+        args.func = dl.run
+        return args
+
+
 def _parser():
-    parser = argparse.ArgumentParser(prog="carcolor")
-    dl.register(parser.add_subparsers(dest="command"))
-    return parser
+    return _Parser()
 
 
 def test_cli_list(capsys):

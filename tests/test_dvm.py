@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from carcolor import dvm
+from carcolor.data import dvm
 from tests import dvmfake
 
 PHOTOS = dvmfake.adverts({"Black": 6, "Red": 5, "Unlisted": 2})

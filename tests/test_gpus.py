@@ -10,9 +10,8 @@ import nbformat
 import pytest
 
 from carcolor import config as cfgmod
-from carcolor import gpus
+from carcolor.training import gpus
 from carcolor import workflow as wf
-
 N = 2  # pretended GPUs; N + 1 jobs start together, so one of them has to wait
 
 
@@ -20,8 +19,7 @@ def _recording_notebook(path):
     """A stand-in for experiments/train.ipynb: the kernel records the GPU it sees and when, and sleeps."""
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell("".join(f"{name} = None\n" for name in
-                                               ("cell", "arch", "optimizer", "seed", "prepared", "out_dir",
-                                                "threads", "settings")))
+                                               ("arch", "optimizer", "seed", "settings", "prepared", "out_dir")))
     params.metadata["tags"] = ["parameters"]
     record = nbformat.v4.new_code_cell(
         "import json, os, time\nfrom pathlib import Path\n"
@@ -60,12 +58,12 @@ def test_n_plus_one_jobs_share_n_gpus_one_job_per_gpu(repo, tmp_path, tool_env):
 
 
 def test_claim_takes_the_first_free_id_and_the_lock_dies_with_its_holder(repo, tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom carcolor import gpus\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom carcolor.training import gpus\n"
                                "print(gpus.claim(['0', '1'], sys.argv[1]), flush=True); time.sleep(60)",
                                str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=repo)
     try:
         assert holder.stdout.readline().strip() == "0"
-        script = "import sys\nfrom carcolor import gpus\nprint(gpus.claim(['0', '1'], sys.argv[1]))"
+        script = "import sys\nfrom carcolor.training import gpus\nprint(gpus.claim(['0', '1'], sys.argv[1]))"
         taken = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, cwd=repo)
         assert taken.stdout.strip() == "1"
     finally:

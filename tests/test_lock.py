@@ -1,4 +1,4 @@
-"""requirements.lock covers every dependency within its range, and carcolor.lock reads and compares it."""
+"""requirements.lock covers every dependency within its range, and carcolor.requirements reads and compares it."""
 from __future__ import annotations
 
 import platform
@@ -11,8 +11,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from carcolor import lock
-
+from carcolor import requirements as lock
 # environment.yml entries that are no Python package of the lock, and why.
 NOT_IN_LOCK = {
     "python": "the interpreter itself; the lock's header names its version",
@@ -79,7 +78,7 @@ def test_lock_holds_every_extra_and_says_how_it_was_made(repo):
     assert "carcolor" not in lock.read(repo / lock.LOCK)
 
 
-# --------------------------------------------------------------------------- carcolor.lock
+# --------------------------------------------------------------------------- carcolor.requirements
 
 
 def test_compare_names_each_difference(tmp_path):

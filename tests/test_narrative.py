@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from carcolor import claims, stats
-from carcolor import narrative as n
+from carcolor.analysis import claims, stats
+from carcolor.reporting import narrative as n
 from tests.fixtures import make_tables as fx
 
 ROOT = Path(__file__).resolve().parents[1]

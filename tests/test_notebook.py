@@ -10,7 +10,9 @@ def test_template_is_thin_and_clean(repo):
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
     params = {t.id for node in ast.parse(tagged[0].source).body for t in getattr(node, "targets", [])}
-    assert {"cell", "arch", "optimizer", "seed", "prepared", "out_dir", "threads", "settings"} <= params
+    from carcolor.training.notebook import PARAMETERS
+
+    assert set(PARAMETERS) == params
     for c in code:
         assert not c.get("outputs") and c.get("execution_count") is None, "commit the template without outputs"
         tree = ast.parse(c.source)
@@ -21,7 +23,7 @@ def test_template_is_thin_and_clean(repo):
 
 
 def test_compile_cache_env_points_at_the_working_directory_unless_set(tmp_path):
-    from carcolor.notebook import COMPILE_CACHE_DIR, compile_cache_env
+    from carcolor.training.notebook import COMPILE_CACHE_DIR, compile_cache_env
 
     env = compile_cache_env({}, tmp_path)
     assert env == {"TORCHINDUCTOR_CACHE_DIR": str((tmp_path / COMPILE_CACHE_DIR).resolve()),
@@ -36,7 +38,7 @@ def test_train_cell_gives_the_kernel_the_compile_cache(tmp_path, monkeypatch, ca
     import argparse
     import json
 
-    from carcolor.notebook import COMPILE_CACHE_DIR, main_train_cell
+    from carcolor.training.notebook import COMPILE_CACHE_DIR, run as train_cell
 
     for key in ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE", "TORCHINDUCTOR_AUTOGRAD_CACHE"):
         monkeypatch.setenv(key, "x")  # so that monkeypatch restores the test process's environment
@@ -51,8 +53,9 @@ def test_train_cell_gives_the_kernel_the_compile_cache(tmp_path, monkeypatch, ca
                     "    {k: v for k, v in os.environ.items() if k.startswith('TORCHINDUCTOR_')}))")]
     nbformat.write(nb, tmp_path / "template.ipynb")
     args = argparse.Namespace(notebook=str(tmp_path / "template.ipynb"), out=str(tmp_path / "run" / "train.ipynb"),
-                              arch="a", optimizer="o", seed=0, prepared=str(tmp_path), settings="{}")
-    assert main_train_cell(args) == 0
+                              arch="a", optimizer="o", seed=0, prepared=str(tmp_path),
+                              settings='{"device": "cpu"}')
+    assert train_cell(args) == 0
     seen = json.loads((tmp_path / "run" / "env.json").read_text())
     assert seen == {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / COMPILE_CACHE_DIR),
                     "TORCHINDUCTOR_FX_GRAPH_CACHE": "1", "TORCHINDUCTOR_AUTOGRAD_CACHE": "1"}

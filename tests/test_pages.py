@@ -1,10 +1,8 @@
-"""A cell's executed notebook as a self-contained page (carcolor.pages)."""
+"""A cell's executed notebook as a self-contained page (carcolor.reporting.pages)."""
 import nbformat
 import pytest
 
-from carcolor import pages
-
-
+from carcolor.reporting import pages
 def _notebook(path, outputs):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# Training one cell"),
@@ -33,7 +31,9 @@ def test_page_is_self_contained_and_links_back(tmp_path):
 
 
 def test_page_path_is_what_the_report_links():
-    assert pages.page_path("mobilenet_v1-adamax-s2") == "cells/mobilenet_v1-adamax-s2.html"
+    from carcolor import layout
+
+    assert layout.page_path("mobilenet_v1-adamax-s2") == "cells/mobilenet_v1-adamax-s2.html"
 
 
 def test_a_page_that_would_fetch_from_the_network_is_refused(tmp_path):

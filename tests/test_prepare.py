@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from carcolor import dvm, prepare as prep
-from carcolor.prepare import DataError, choose_colours, prepare, split_by_advert
+from carcolor.data import dvm, prepare as prep
+from carcolor.data.prepare import DataError, choose_colours, prepare, split_by_advert
 from tests import dvmfake
 
 COLOURS = ["Black", "White", "Red"]

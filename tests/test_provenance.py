@@ -6,8 +6,6 @@ import pytest
 import torch
 
 from carcolor import provenance, workflow
-
-
 @pytest.fixture
 def checkout(tmp_path):
     def git(*args):

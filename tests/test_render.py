@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from carcolor import narrative, plots, render, stats
+from carcolor.reporting import narrative, plots, render
+from carcolor.analysis import stats
 from tests.fixtures import make_tables as fx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,14 +209,12 @@ def test_unknown_renderer_is_rejected(tmp_path):
         render.render_report(QMD, tmp_path, FIXTURES, renderer="latex", log=_quiet)
 
 
-def test_register_adds_render_subcommand():
-    import argparse
+def test_render_command_defaults():
+    from carcolor import command
 
-    parser = argparse.ArgumentParser()
-    render.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["render", "--renderer", "fallback"])
-    assert args.func is not None
-    assert (args.qmd, args.results, args.out) == ("report/index.qmd", "results", "results/report")
+    args = command.parser_for("render", render).parse_args(["--renderer", "fallback"])
+    assert (args.qmd, args.results, args.out, args.renderer) == ("report/index.qmd", "results", "results/report",
+                                                                 "fallback")
 
 
 # --------------------------------------------------------------------------- qmd -> notebook
@@ -422,7 +421,6 @@ def test_a_plain_quarto_render_writes_where_the_workflow_does():
     import yaml
 
     from carcolor import workflow
-
     project = yaml.safe_load((ROOT / "_quarto.yml").read_text())["project"]
     (source,) = project["render"]
     written = Path(project["output-dir"]) / Path(source).parent / "index.html"

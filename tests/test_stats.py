@@ -5,8 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from carcolor import stats
-
+from carcolor.analysis import stats
 T_975 = {1: 12.706205, 2: 4.302653, 3: 3.182446}  # Student t quantiles, from printed tables
 
 

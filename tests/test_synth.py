@@ -1,4 +1,4 @@
-"""Tests for the synthetic DVM-Car generator (carcolor.synth)."""
+"""Tests for the synthetic DVM-Car generator (carcolor.data.synth)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from carcolor.synth import COLOURS, LOOKALIKE_GROUPS, MAKERS, generate
+from carcolor.data.synth import COLOURS, LOOKALIKE_GROUPS, MAKERS, generate
 
 ALL = list(COLOURS)
 ID_RE = re.compile(r"\d+_\d+")

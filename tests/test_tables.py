@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from carcolor import claims, tables
-
+from carcolor.analysis import claims, tables
 KEYS = {"cell": "m-adam-s0", "arch": "m", "optimizer": "adam", "seed": 0}
 
 

@@ -1,4 +1,4 @@
-"""Training one cell (carcolor.train) on a tiny random cache: outputs, determinism, resume, errors, and
+"""Training one cell (carcolor.training.train) on a tiny random cache: outputs, determinism, resume, errors, and
 the protocol: epoch chosen on val, an optional test split scored at that epoch and nowhere else."""
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import torch
 
 from sklearn.metrics import f1_score
 
-from carcolor import tables, train
-
+from carcolor import defaults
+from carcolor.analysis import tables
+from carcolor.training import train
 CLASSES = ["Black", "White", "Red", "Blue"]
 METRIC_COLUMNS = ["loss", "f1_macro", "accuracy"]
 
@@ -40,9 +41,11 @@ def _data(n_per_class: int = 16, n_val_per_class: int = 4, size: int = 32, seed:
 
 
 def _cfg(**train_settings) -> train.TrainConfig:
-    settings = {"epochs": 2, "batch_size": 16, "eval_batch_size": 64, "lr": 0.002, **train_settings}
-    return train.TrainConfig.from_params(cell="mobilenet_v1-adam-s0", arch=settings.pop("arch", "mobilenet_v1"),
-                                         optimizer=settings.pop("optimizer", "adam"), seed=0, train=settings)
+    """The default config's training settings with these changed (threads 2 unless given), cell mobilenet_v1-adam-s0."""
+    settings = {**defaults.defaults()["train"], "epochs": 2, "batch_size": 16, "eval_batch_size": 64, "lr": 0.002,
+                "threads": 2, **train_settings}
+    return train.TrainConfig.for_cell(arch=settings.pop("arch", "mobilenet_v1"),
+                                      optimizer=settings.pop("optimizer", "adam"), seed=0, settings=settings)
 
 
 @pytest.fixture(scope="module")
@@ -342,11 +345,21 @@ def test_nan_loss_raises_naming_the_epoch(data, tmp_path, monkeypatch, first_bad
         assert ckpt["epoch"] == epoch - 1 and not ckpt["complete"]
 
 
-def test_unknown_training_settings_are_named():
+def test_unknown_and_missing_training_settings_are_named():
+    settings = {**defaults.defaults()["train"], "warmup_epochs": 2, "mixup": 0.2}
+    del settings["epochs"]
     with pytest.raises(ValueError) as err:
-        train.TrainConfig.from_params(cell="c", arch="mobilenet_v1", optimizer="adam", seed=0,
-                                      train={"epochs": 1, "warmup_epochs": 2, "mixup": 0.2})
-    assert "mixup" in str(err.value) and "warmup_epochs" in str(err.value)
+        train.TrainConfig.for_cell(arch="mobilenet_v1", optimizer="adam", seed=0, settings=settings)
+    assert "unknown mixup, warmup_epochs, missing epochs" in str(err.value)
+
+
+def test_the_notebook_run_by_hand_trains_the_first_cell_of_the_defaults():
+    """No parameters: the first cell of experiments/config.yaml's grid, with its train section."""
+    cfg = train.TrainConfig.for_cell()
+    own = defaults.defaults()
+    assert (cfg.arch, cfg.optimizer, cfg.seed) == (own["grid"]["archs"][0], own["grid"]["optimizers"][0],
+                                                   own["grid"]["seeds"][0])
+    assert {k: getattr(cfg, k) for k in own["train"]} == own["train"]
 
 
 def test_timing_off_leaves_the_breakdown_empty(data, tmp_path):
@@ -445,8 +458,8 @@ def test_phase_timer_on_the_cpu():
 
 def test_the_warm_up_is_timed_apart_and_changes_no_number(data, tmp_path, monkeypatch):
     summary = train.run(_cfg(threads=2), data, tmp_path / "with", log=_quiet)
-    assert summary["compile_s"] > 0  # recorded in summary.json, outside every epoch's time
-    assert json.loads((tmp_path / "with" / "summary.json").read_text())["compile_s"] == summary["compile_s"]
+    assert summary["warm_up_s"] > 0  # recorded in summary.json, outside every epoch's time
+    assert json.loads((tmp_path / "with" / "summary.json").read_text())["warm_up_s"] == summary["warm_up_s"]
     monkeypatch.setattr(train, "warm_up", lambda *a, **k: float("nan"))
     train.run(_cfg(threads=2), data, tmp_path / "without", log=_quiet)
     with_, without = (pd.read_csv(tmp_path / d / "metrics.csv") for d in ("with", "without"))
@@ -472,7 +485,6 @@ def test_warm_up_puts_every_state_back(data):
 
 def test_device_name_counts_threads_in_words():
     from carcolor import provenance
-
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)

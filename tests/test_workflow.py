@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.flow import CELLS, planned, snakemake, snakemake_cmd
+from tests.flow import CELLS, copy_checkout, planned, snakemake, snakemake_cmd
 
 pytestmark = pytest.mark.workflow
 AFTER_TABLES = {"collect_tables": 1, "figures": 1, "render_report": 1}
@@ -32,7 +32,8 @@ def test_lint_reports_nothing_but_conda_environments(repo, tmp_path, tool_env):
 
 def test_dry_run_lists_every_stage(repo, tmp_path, tool_env):
     out = snakemake(repo, tmp_path, "-n", env=tool_env)
-    assert planned(out) == {"generate_synthetic": 1, "prepare_dataset": 1, **TRAIN_ALL}, out.stdout[-3000:]
+    assert planned(out) == {"generate_synthetic": 1, "prepare_dataset": 1, "record_config": 1, **TRAIN_ALL}, \
+        out.stdout[-3000:]
 
 
 def test_bad_config_fails_in_one_line_before_anything_runs(repo, tmp_path, tool_env):
@@ -50,7 +51,8 @@ def test_every_cell_has_its_executed_notebook_and_results(smoke_run):
         folder = smoke_run / "results" / "runs" / cell
         nb = nbformat.read(folder / "train.ipynb", as_version=4)
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
-        assert injected and f'cell = "{cell}"' in injected[0].source
+        arch, optimizer, seed = cell.split("-")
+        assert injected and f'arch = "{arch}"\noptimizer = "{optimizer}"\nseed = {seed[1:]}\n' in injected[0].source
         assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
         for name in ("metrics.csv", "predictions.csv", "summary.json", "checkpoint.pt", "provenance.json"):
             assert (folder / name).stat().st_size > 0
@@ -71,7 +73,7 @@ def test_tidy_tables(smoke_run):
     summary = pd.read_csv(tables / "summary.csv")
     assert list(summary["cell"]) == CELLS
     for col in ["best_val_f1_macro", "final_val_f1_macro", "final_val_loss", "train_seconds",
-                "mean_epoch_seconds", "images_per_s", "params", "device", "compile_s"]:
+                "mean_epoch_seconds", "images_per_s", "params", "device", "warm_up_s"]:
         assert summary[col].notna().all(), col
     assert (summary["params"] > 1e6).all()
     per_class = pd.read_csv(tables / "per_class.csv")
@@ -87,8 +89,7 @@ def test_tidy_tables(smoke_run):
 
 def test_comparisons_can_be_recomputed_from_the_summary(smoke_run):
     """Every difference and interval of comparisons.csv follows from summary.csv by the stated method."""
-    from carcolor import stats
-
+    from carcolor.analysis import stats
     tables = smoke_run / "results" / "tables"
     summary, comparisons = pd.read_csv(tables / "summary.csv"), pd.read_csv(tables / "comparisons.csv")
     assert set(comparisons["n_seeds"]) == {2}
@@ -140,7 +141,6 @@ def test_every_run_links_to_its_notebook_page(smoke_run):
 
 def test_provenance_appendix_and_table(smoke_run):
     from carcolor import provenance
-
     prov = pd.read_csv(smoke_run / "results" / "tables" / "provenance.csv")
     assert sorted(prov["cell"]) == sorted(CELLS)
     assert (prov["cpu_model"] == provenance.cpu_model()).all() and (prov["cpu_cores"] > 0).all()
@@ -157,7 +157,7 @@ def test_snakemakes_own_report(repo, smoke_run, tool_env):
     """`snakemake --report` packs the outputs marked report(...) by category, with its provenance."""
     import zipfile
 
-    out = snakemake(repo, smoke_run, "--report", "results/snakemake-report.zip", env=tool_env)
+    out = snakemake(smoke_run, smoke_run, "--report", "results/snakemake-report.zip", env=tool_env)
     archive = smoke_run / "results" / "snakemake-report.zip"
     assert archive.stat().st_size > 0, out.stderr[-2000:]
     names = {Path(n).name for n in zipfile.ZipFile(archive).namelist()}
@@ -168,7 +168,7 @@ def test_snakemakes_own_report(repo, smoke_run, tool_env):
 
 def test_no_op_rerun_has_nothing_to_do(repo, smoke_run, tool_env):
     start = time.time()
-    out = snakemake(repo, smoke_run, "-n", env=tool_env)
+    out = snakemake(smoke_run, smoke_run, "-n", env=tool_env)
     assert "Nothing to be done" in out.stdout + out.stderr
     assert time.time() - start < 30
 
@@ -179,66 +179,45 @@ def _override(tmp_path, name: str, text: str) -> list:
     return ["tests/smoke.yaml", path]
 
 
+RECORD = {"record_config": 1}  # results/config.yaml records the resolved config: any change rewrites it
+
+
 @pytest.mark.parametrize("name, text, plan", [
-    ("epochs", "train: {epochs: 4}", TRAIN_ALL),
-    ("lr", "train: {lr: 0.001}", TRAIN_ALL),
-    ("kwargs", "train: {optimizer_kwargs: {betas: [0.8, 0.99]}}", TRAIN_ALL),
-    ("threads", "train: {threads: 2}", TRAIN_ALL),
-    ("image_size", "data: {image_size: 24}", {"prepare_dataset": 1, **TRAIN_ALL}),
-    ("synthetic_seed", "synthetic: {seed: 1}", {"generate_synthetic": 1, "prepare_dataset": 1, **TRAIN_ALL}),
-    ("new_seed", "grid: {seeds: [0, 1, 2]}", {**TRAIN_ALL, "train_cell": 4, "cell_page": 4}),  # the new cells only
-    ("one_arch", "grid: {archs: [mobilenet_v2]}", AFTER_TABLES),
-    ("cluster", "cluster: {gpus_per_job: 0}", {}),  # what a cluster job asks for changes no result
+    ("epochs", "train: {epochs: 4}", {**TRAIN_ALL, **RECORD}),
+    ("lr", "train: {lr: 0.001}", {**TRAIN_ALL, **RECORD}),
+    ("kwargs", "train: {optimizer_kwargs: {betas: [0.8, 0.99]}}", {**TRAIN_ALL, **RECORD}),
+    ("threads", "train: {threads: 2}", {**TRAIN_ALL, **RECORD}),
+    ("image_size", "data: {image_size: 24}", {"prepare_dataset": 1, **TRAIN_ALL, **RECORD}),
+    ("synthetic_seed", "synthetic: {seed: 1}", {"generate_synthetic": 1, "prepare_dataset": 1, **TRAIN_ALL, **RECORD}),
+    ("new_seed", "grid: {seeds: [0, 1, 2]}", {**TRAIN_ALL, "train_cell": 4, "cell_page": 4, **RECORD}),  # the new cells
+    ("one_arch", "grid: {archs: [mobilenet_v2]}", {**AFTER_TABLES, **RECORD}),
+    ("cluster", "cluster: {gpus_per_job: 0}", RECORD),  # what a cluster job asks for changes no result
 ])
 def test_a_changed_setting_reruns_exactly_what_depends_on_it(repo, smoke_run, tool_env, tmp_path, name, text, plan):
-    out = snakemake(repo, smoke_run, "-n", env=tool_env, config=_override(tmp_path, name, text))
-    assert planned(out) == plan, (out.stdout + out.stderr)[-3000:]
-
-
-@pytest.mark.parametrize("relative, plan", [
-    ("experiments/train.ipynb", TRAIN_ALL),
-    ("carcolor/train.py", TRAIN_ALL),
-    ("carcolor/tables.py", AFTER_TABLES),
-    ("report/index.qmd", {"render_report": 1}),
-    ("carcolor/plots.py", {"figures": 1, "render_report": 1}),
-    ("carcolor/pages.py", {"cell_page": len(CELLS), "render_report": 1}),
-    ("carcolor/synth.py", {"generate_synthetic": 1, "prepare_dataset": 1, **TRAIN_ALL}),
-])
-def test_an_edited_file_reruns_exactly_what_depends_on_it(repo, smoke_run, tool_env, relative, plan):
-    path = repo / relative
-    text, stat = path.read_bytes(), path.stat()
-    path.write_bytes(text + b"\n")  # an edit that changes nothing else (Snakemake compares checksums too)
-    try:
-        out = snakemake(repo, smoke_run, "-n", env=tool_env)
-    finally:
-        path.write_bytes(text)
-        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    out = snakemake(smoke_run, smoke_run, "-n", env=tool_env, config=_override(tmp_path, name, text))
     assert planned(out) == plan, (out.stdout + out.stderr)[-3000:]
 
 
 def test_a_dvm_archive_that_does_not_exist_is_named(repo, smoke_run, tool_env, tmp_path):
     config = _override(tmp_path, "dvm", "data: {source: dvm, paths: [nowhere/resized_DVM_v2.zip]}")
-    out = snakemake(repo, smoke_run, "-n", env=tool_env, config=config, check=False)
+    out = snakemake(smoke_run, smoke_run, "-n", env=tool_env, config=config, check=False)
     assert out.returncode != 0 and "nowhere/resized_DVM_v2.zip" in out.stdout + out.stderr
 
 
 def test_the_workflow_uses_its_own_checkout(repo, tmp_path, tool_env):
     """Another copy of the project runs its own config, notebook and code, whatever carcolor is installed."""
-    copy = tmp_path / "copy"
-    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".venv", ".git", "results", "data", ".snakemake",
-                                                               "__pycache__", "*.egg-info"))
+    copy = copy_checkout(tmp_path / "copy")
     config = copy / "experiments" / "config.yaml"
     config.write_text(config.read_text().replace("archs: [mobilenet_v2, mobilenet_v1]", "archs: [mobilenet_v2]"))
-    wf = copy / "carcolor" / "workflow.py"
-    wf.write_text(wf.read_text().replace('REPORT = ["results/report/index.html"', 'REPORT = ["results/copy/index.html"'))
+    layout = copy / "carcolor" / "layout.py"
+    layout.write_text(layout.read_text().replace('REPORT_DIR = "results/report"', 'REPORT_DIR = "results/copy"'))
     work = tmp_path / "work"
     work.mkdir()
-    out = subprocess.run(snakemake_cmd(work, "-n", "-p", snakefile=copy / "Snakefile", config=None),
+    out = subprocess.run(snakemake_cmd(work, "-n", "-p", checkout=copy, config=None),
                          capture_output=True, text=True, env=tool_env)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
     from carcolor import config as cfgmod
-
     cells = cfgmod.cells(cfgmod.load(config))
     assert {c.arch for c in cells} == {"mobilenet_v2"}
     assert planned(out)["train_cell"] == len(cells)  # the copy's config: one architecture
@@ -263,7 +242,7 @@ def test_rerun_one_cell_touches_only_that_cell(repo, smoke_run, tool_env):
     pages = {p: p.stat().st_mtime_ns for p in (smoke_run / "results" / "report" / "cells").iterdir()}
     time.sleep(1)
     (smoke_run / "results" / "runs" / target / "checkpoint.pt").unlink()  # as `make cell` does
-    snakemake(repo, smoke_run, "--forcerun", f"results/runs/{target}/train.ipynb", env=tool_env)
+    snakemake(smoke_run, smoke_run, "--forcerun", f"results/runs/{target}/train.ipynb", env=tool_env)
     for path, mtime in files.items():
         changed = path.stat().st_mtime_ns != mtime
         assert changed == (target in path.parts), path
@@ -272,14 +251,13 @@ def test_rerun_one_cell_touches_only_that_cell(repo, smoke_run, tool_env):
         assert (page.stat().st_mtime_ns != mtime) == (page.stem == target), page
     log = (smoke_run / "results" / "logs" / "train_cell" / f"{target}.log").read_text()
     assert f"[{target}] epoch 1/3" in log  # trained again, not reused
-    out = snakemake(repo, smoke_run, "-n", env=tool_env)
+    out = snakemake(smoke_run, smoke_run, "-n", env=tool_env)
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
 def test_cache_size_the_cluster_memory_request_counts_is_the_prepared_cache(repo, smoke_run):
     from carcolor import config as cfgmod
     from carcolor import workflow as wf
-
     cfg = cfgmod.load(repo / "tests" / "smoke.yaml")
     arrays = [np.load(p, mmap_mode="r") for p in sorted((smoke_run / "data" / "prepared").glob("*_images.npy"))]
     assert len(arrays) == 3 and wf.cache_bytes(cfg) == sum(a.nbytes for a in arrays)

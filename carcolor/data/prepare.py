@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import NON_COLOURS
+from .. import layout
+from .colours import NON_COLOURS
 from .dvm import ImageReader, filter_viewpoints, list_images, members, name_key, read_image_table
 
 SPLITS = ("train", "val", "test")
@@ -38,8 +39,10 @@ PRECEDENCE = ("val", "test", "train")  # which split keeps an advert listed unde
 CHUNK = 32  # images per worker task
 CHECKPOINT_S = 5.0  # seconds between state saves while decoding
 PROGRESS_S = 5.0  # seconds between progress lines in logs
-OUTPUTS = ("train_images.npy", "val_images.npy", "test_images.npy", "train_labels.npy", "val_labels.npy",
-           "test_labels.npy", "manifest.csv", "skipped.csv", "dataset.json")
+OUTPUTS = layout.PREPARED_FILES
+
+
+COMMAND = "prepare"
 
 
 class DataError(ValueError):
@@ -694,3 +697,23 @@ def fingerprint(prepared_dir: Path, data: dict, rows: int = 64) -> str:
         picks = np.unique(np.linspace(0, len(images) - 1, num=min(rows, len(images))).astype(int))
         h.update(np.ascontiguousarray(images[picks]).tobytes())
     return h.hexdigest()[:16]
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--out", required=True)
+    p.add_argument("--settings", required=True, help="JSON: sources, colours, counts, image_size, seed, ...")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+
+
+def run(args) -> int:
+    """`carcolor prepare`: select, split by advert and decode into the uint8 cache."""
+    settings = json.loads(args.settings)
+    sources = settings.pop("sources")
+    prepare(sources, args.out, workers=args.workers, **settings)
+    return 0
+
+
+if __name__ == "__main__":
+    from carcolor.command import main
+
+    sys.exit(main(__spec__.name))

@@ -7,7 +7,7 @@ notebook cell that ends with one of these calls displays it exactly once.
 
 A grid has several seeds per (architecture, optimizer) pair, so every figure
 shows a pair as its mean over seeds with a 95 % band or error bar
-(:func:`carcolor.stats.mean_band`), and the seeds themselves faintly where
+(:func:`carcolor.analysis.stats.mean_band`), and the seeds themselves faintly where
 they fit. Pairs are told apart without colour too: colour and marker fill =
 architecture (filled MobileNetV2, hollow MobileNetV1), line style, marker
 shape and hatch = optimizer.
@@ -15,6 +15,7 @@ shape and hatch = optimizer.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,11 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from . import stats
+from .. import atomic, layout
+from ..analysis import stats
 from .narrative import CONFIDENCE, best_pair, combos, pairs, run_label, timing_breakdown
 
+COMMAND = "figures"
 WIDTH = 6.5  # inches: the text width of the PDF
 ARCH_COLOURS = {"mobilenet_v2": "#1f6fb4", "mobilenet_v1": "#e3742b"}
 EXTRA_COLOURS = ["#2c9c5a", "#8c5bb5", "#b5424a", "#6b6b6b"]
@@ -292,15 +295,32 @@ FIGURES = {
 
 def save_figures(results: str | Path, out_dir: str | Path, dpi: int = 150) -> list[Path]:
     """Draw every figure of FIGURES from <results>/tables into <out_dir>/<name>.png, all together."""
-    from . import atomic
     from .narrative import load_tables
 
     apply_style()
     tables = load_tables(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    assert tuple(FIGURES) == layout.FIGURE_NAMES, "every figure the workflow names, and no other"
     figures = {out / f"{name}.png": draw(tables) for name, draw in FIGURES.items()}
     atomic.write_together({path: (lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=dpi))
                            for path, fig in figures.items()})
     return list(figures)
 
+
+def add_arguments(p) -> None:
+    p.add_argument("--results", default="results", help="the folder with tables/ (default: %(default)s)")
+    p.add_argument("--out", default="results/figures", help="where <name>.png go (default: %(default)s)")
+
+
+def run(args) -> int:
+    """`carcolor figures`: draw the report's figures as PNG files."""
+    for path in save_figures(args.results, args.out):
+        print(f"[figures] {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    from carcolor.command import main
+
+    sys.exit(main(__spec__.name))

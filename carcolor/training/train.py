@@ -9,7 +9,7 @@ test split it is evaluated after every epoch too, for the record, but never read
 the choice; the predictions kept are those of the score split (test if there is one, else val) at
 the chosen epoch.
 
-Speed (numbers in benchmarks/README.md): batches come from the uint8 cache (carcolor.batches), the
+Speed (numbers in benchmarks/README.md): batches come from the uint8 cache (carcolor.training.batches), the
 model runs in channels_last (faster on the CPU too, at 64 and 224 px), bf16 autocast and
 torch.compile on CUDA only (on the CPU bf16 autocast was slower and compiling costs more than an
 8-epoch run), both optimizers use torch.optim's foreach implementation (a fair Adam vs Adamax
@@ -26,7 +26,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,47 +34,61 @@ import pandas as pd
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from . import atomic, models, optim, provenance, runlock
+from .. import atomic, defaults, grid, provenance, runlock, sources
+from . import models, optimizers
 from .batches import CachedBatches, TrainPreset
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines one cell's training; mirrors the `train` section of the config."""
+    """Everything that defines one cell's training: the cell and the `train` section of the config.
 
-    cell: str
+    No defaults of its own: they live in experiments/config.yaml (carcolor.defaults), which the
+    workflow's config and `for_cell` both start from.
+    """
+
     arch: str
     optimizer: str
-    seed: int = 0
-    epochs: int = 8
-    batch_size: int = 64
-    eval_batch_size: int = 256
-    lr: float = 0.002
-    weight_decay: float = 0.0
-    optimizer_kwargs: dict = field(default_factory=dict)
-    pretrained: bool = False
-    label_smoothing: float = 0.0
-    hflip: bool = True
-    crop_padding: int = 4
-    device: str = "auto"
-    amp: str = "auto"
-    channels_last: bool = True
-    compile: object = "auto"
-    data_on_device: object = "auto"
-    deterministic: bool = True
-    timing_breakdown: bool = True
-    threads: int | None = None
+    seed: int
+    epochs: int
+    threads: int
+    batch_size: int
+    eval_batch_size: int
+    lr: float
+    weight_decay: float
+    optimizer_kwargs: dict
+    pretrained: bool
+    label_smoothing: float
+    hflip: bool
+    crop_padding: int
+    device: str
+    amp: str
+    channels_last: bool
+    compile: object
+    data_on_device: object
+    deterministic: bool
+    timing_breakdown: bool
+
+    @property
+    def cell(self) -> str:
+        return grid.cell_name(self.arch, self.optimizer, self.seed)
 
     @classmethod
-    def from_params(cls, *, cell: str, arch: str, optimizer: str, seed: int, train: dict,
-                    threads: int | None = None) -> "TrainConfig":
-        train = dict(train)
-        threads = train.pop("threads", threads)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(train) - known)
-        if unknown:
-            raise ValueError(f"unknown training setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        return cls(cell=cell, arch=arch, optimizer=optimizer, seed=int(seed), threads=threads, **train)
+    def for_cell(cls, *, arch: str | None = None, optimizer: str | None = None, seed: int | None = None,
+                 settings: dict | None = None) -> "TrainConfig":
+        """One cell's configuration from the notebook's parameters; what is None (the notebook run by
+        hand) comes from the defaults: the first cell of their grid, their `train` section."""
+        default = defaults.defaults()
+        first = grid.cells(default["grid"])[0]
+        settings = default["train"] if settings is None else dict(settings)
+        fields = {f.name for f in dataclasses.fields(cls)} - {"arch", "optimizer", "seed"}
+        unknown, missing = sorted(set(settings) - fields), sorted(fields - set(settings))
+        if unknown or missing:
+            raise ValueError(f"training settings: unknown {', '.join(unknown) or 'none'}, missing "
+                             f"{', '.join(missing) or 'none'}; the `train` section has {', '.join(sorted(fields))}")
+        return cls(arch=arch if arch is not None else first.arch,
+                   optimizer=optimizer if optimizer is not None else first.optimizer,
+                   seed=int(seed if seed is not None else first.seed), **settings)
 
     def fingerprint(self) -> str:
         """Every setting, threads included: on the CPU the thread count changes the sums' order."""
@@ -82,16 +96,10 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-# The modules whose code decides a cell's numbers (the Snakefile's "train" stage lists the same).
-TRAIN_CODE = ("train.py", "batches.py", "models.py", "optim.py")
-
-
 def code_version() -> str:
-    """A hash of the training code and the torch version: a checkpoint resumes only the same code."""
-    h = hashlib.sha256(torch.__version__.encode())
-    for name in TRAIN_CODE:
-        h.update((Path(__file__).parent / name).read_bytes())
-    return h.hexdigest()[:16]
+    """A hash of the training code (this module and what it imports, carcolor.sources) and the torch
+    version: a checkpoint resumes only the same code."""
+    return hashlib.sha256((torch.__version__ + sources.digest(sources.closure([__name__]))).encode()).hexdigest()[:16]
 
 
 def run_identity(cfg: TrainConfig, data: dict) -> dict:
@@ -350,7 +358,7 @@ def evaluate(model, criterion, batches, rt: Runtime, *, n_classes: int) -> tuple
 
 def warm_up(model, step_model, criterion, rt: Runtime, *, batch_size: int, image_size: int,
             eval_batch_sizes: tuple[int, ...] = ()) -> float:
-    """One untimed forward and backward pass before epoch 1; returns its seconds (`compile_s`).
+    """One untimed forward and backward pass before epoch 1; returns its seconds (`warm_up_s`).
 
     With torch.compile this is where the graph is compiled (from Inductor's on-disk cache when an
     earlier cell of the run compiled the same graph); on the CPU it is the first step's one-off cost.
@@ -429,9 +437,9 @@ def optimizer_settings(name: str, kwargs: dict) -> tuple[dict, str]:
     for foreach everywhere times both optimizers' steps with the same kind of implementation.
     Returns the arguments and the implementation's name ('foreach', 'fused' or 'for-loop').
     """
-    optim.check_optimizer(name)
+    optimizers.check_optimizer(name)
     kwargs = dict(kwargs)
-    cls = getattr(torch.optim, optim.COMMON.get(name.lower()) or optim.available()[name.lower()])
+    cls = getattr(torch.optim, optimizers.COMMON.get(name.lower()) or optimizers.available()[name.lower()])
     accepted = inspect.signature(cls.__init__).parameters
     if "foreach" in accepted and "foreach" not in kwargs and not kwargs.get("fused"):
         kwargs["foreach"] = True
@@ -540,7 +548,7 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
     memory_format = torch.channels_last if rt.channels_last else torch.contiguous_format
     model = model.to(rt.device, memory_format=memory_format)
     optimizer_kwargs, optimizer_impl = optimizer_settings(cfg.optimizer, cfg.optimizer_kwargs)
-    optimizer = optim.build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr,
+    optimizer = optimizers.build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr,
                                       weight_decay=cfg.weight_decay, **optimizer_kwargs)
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
@@ -563,11 +571,11 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
         else:
             log(f"[{cfg.cell}] resuming after epoch {ckpt['epoch']} from {ckpt_path}")
     step_model = torch.compile(model) if rt.compile else model
-    compile_s = float("nan")  # nothing left to train: no warm-up
+    warm_up_s = float("nan")  # nothing left to train: no warm-up
     step_bytes = None
     if start_epoch <= cfg.epochs:
-        compile_s, step_bytes = _timed_warm_up(model, step_model, criterion, rt, cfg, data, splits)
-        log(f"[{cfg.cell}] warm-up ({'compiling' if rt.compile else 'first step'}): {compile_s:.1f}s, "
+        warm_up_s, step_bytes = _timed_warm_up(model, step_model, criterion, rt, cfg, data, splits)
+        log(f"[{cfg.cell}] warm-up ({'compiling' if rt.compile else 'first step'}): {warm_up_s:.1f}s, "
             f"not counted in the epochs' times")
     if rt.device.type == "cuda" and cfg.data_on_device == "auto":
         free = torch.cuda.mem_get_info()[0]
@@ -614,7 +622,7 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
                "image_size": int(data["train_images"].shape[1]), "batch_size": cfg.batch_size, "lr": cfg.lr,
                "train_images": int(len(data["train_labels"])), "val_images": int(len(data["val_labels"])),
                "test_images": int(len(data.get("test_labels", ()))), "score_split": scored,
-               "selected_epoch": selected["epoch"], "compile_s": compile_s, "warm_up_peak_bytes": step_bytes,
+               "selected_epoch": selected["epoch"], "warm_up_s": warm_up_s, "warm_up_peak_bytes": step_bytes,
                "device": provenance.device_name(rt.device), "amp": str(rt.amp_dtype).replace("torch.", ""),
                "compile": rt.compile, "channels_last": rt.channels_last, "data_on_device": rt.data_on_device,
                "threads": torch.get_num_threads(), "optimizer_impl": optimizer_impl,

@@ -1,10 +1,10 @@
 """requirements.lock: the exact version of every package `make` installs, and whether a run used them.
 
 `make lock` builds a clean virtual environment, installs the project with its extras there and calls
-`python -m carcolor.lock write requirements.lock --extras ...` with that environment's interpreter: the
+`python -m carcolor.requirements write requirements.lock --extras ...` with that environment's interpreter: the
 output of `pip freeze --exclude-editable` under a header saying how, with which Python, on which platform.
 `compare()` checks the running interpreter's packages against the lock (for the provenance record);
-`python -m carcolor.lock check` prints the same.
+`python -m carcolor.requirements check` prints the same.
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def write(lock_path: str | Path, extras: list[str]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m carcolor.lock", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m carcolor.requirements", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("write", help="freeze this interpreter's packages into the lock file")
     w.add_argument("lock", nargs="?", default=LOCK)

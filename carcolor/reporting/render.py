@@ -30,10 +30,12 @@ from pathlib import Path
 
 import yaml
 
-from . import atomic
+from .. import atomic
 
-__all__ = ["RenderError", "ReportCellError", "render_report", "register", "qmd_to_notebook",
-           "markdown_to_code", "number_figures", "main"]
+COMMAND = "render"
+
+__all__ = ["RenderError", "ReportCellError", "render_report", "qmd_to_notebook", "markdown_to_code",
+           "number_figures"]
 
 
 class RenderError(RuntimeError):
@@ -73,7 +75,7 @@ def {INLINE_HELPER}(parts):
 """
 
 SETUP_SOURCE = """\
-# Set up by carcolor.render (offline fallback): figure format and inline-expression helper.
+# Set up by carcolor.reporting.render (offline fallback): figure format and inline-expression helper.
 get_ipython().run_line_magic("matplotlib", "inline")
 import matplotlib.pyplot as __qmd_plt__
 from matplotlib_inline.backend_inline import set_matplotlib_formats as __qmd_formats__
@@ -434,7 +436,7 @@ div.csl-entry { margin-bottom: .5rem; padding-left: 1.5em; text-indent: -1.5em; 
 """
 
 TYPST_HEADER = """
-// carcolor.render (offline fallback): numbering is done before pandoc.
+// carcolor.reporting.render (offline fallback): numbering is done before pandoc.
 #set figure(numbering: none)
 #show figure.caption: set text(size: 0.88em)
 #show figure: set block(spacing: 1.4em)
@@ -693,17 +695,18 @@ def render_report(qmd: Path, out_dir: Path, results_dir: Path, *, renderer: str 
     return result
 
 
-def _handler(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """`carcolor render`: render report/index.qmd into results/report/index.html and index.pdf."""
     try:
         render_report(Path(args.qmd), Path(args.out), Path(args.results), renderer=args.renderer,
-                      keep_build=getattr(args, "keep_build", False))
+                      keep_build=args.keep_build)
     except RenderError as err:
         _stderr(f"error: {err}")
         return 1
     return 0
 
 
-def _add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qmd", default="report/index.qmd", help="report source (default: %(default)s)")
     p.add_argument("--results", default="results",
                    help="results directory that contains tables/ (default: %(default)s)")
@@ -715,19 +718,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep the fallback's intermediate files (their folder is printed)")
 
 
-def register(subparsers) -> None:
-    """Add the ``render`` sub-command."""
-    p = subparsers.add_parser("render", help="render the report (HTML and PDF)",
-                              description="Render report/index.qmd into results/report/index.html and index.pdf.")
-    _add_arguments(p)
-    p.set_defaults(func=_handler)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m carcolor.render", description=__doc__.splitlines()[0])
-    _add_arguments(parser)
-    return _handler(parser.parse_args(argv))
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from carcolor.command import main
+
+    sys.exit(main(__spec__.name))

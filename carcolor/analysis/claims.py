@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from carcolor import stats
+from . import stats
 
 COLUMNS = ["claim_id", "claim", "metric", "held_fixed", "side_a", "side_b", "kind", "n_seeds",
            "mean_a", "mean_b", "estimate", "low", "high", "expect", "method", "verdict"]

@@ -43,6 +43,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
+from .colours import COLOURS, LOOKALIKE_GROUPS, PAINT_JITTER
+
 __all__ = [
     "COLOURS",
     "LOOKALIKE_GROUPS",
@@ -51,43 +53,7 @@ __all__ = [
     "generate",
 ]
 
-# Base paint colour per supported DVM-Car colour name (Title case, British spelling).
-# The order is the canonical colour order used to derive per-advert seeds.
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "Black": (24, 25, 28),
-    "Grey": (122, 125, 129),
-    "White": (234, 234, 231),
-    "Blue": (44, 82, 166),
-    "Silver": (162, 165, 169),
-    "Red": (172, 26, 32),
-    "Brown": (136, 88, 54),
-    "Green": (56, 136, 78),
-    "Yellow": (228, 190, 40),
-    "Beige": (172, 142, 100),
-    "Orange": (192, 104, 46),
-}
-
-# Colours that are meant to be confusable; most classification errors should fall inside these.
-LOOKALIKE_GROUPS: tuple[tuple[str, ...], ...] = (
-    ("Silver", "Grey", "White"),
-    ("Brown", "Beige", "Orange"),
-)
-
-# Per-colour paint variation: (lightness log-sd, saturation log-sd, hue sd in turns, metallic probability).
-# Lightness acts on the distance from black for dark paints and from white for light ones.
-_PAINT_JITTER: dict[str, tuple[float, float, float, float]] = {
-    "Black": (0.30, 0.20, 0.000, 0.5),
-    "Grey": (0.16, 0.25, 0.000, 0.7),
-    "White": (0.40, 0.30, 0.000, 0.3),
-    "Blue": (0.10, 0.12, 0.012, 0.6),
-    "Silver": (0.20, 0.25, 0.000, 0.9),
-    "Red": (0.06, 0.10, 0.006, 0.3),
-    "Brown": (0.14, 0.18, 0.010, 0.6),
-    "Green": (0.08, 0.12, 0.020, 0.5),
-    "Yellow": (0.08, 0.10, 0.004, 0.2),
-    "Beige": (0.10, 0.10, 0.010, 0.5),
-    "Orange": (0.10, 0.10, 0.006, 0.4),
-}
+COMMAND = "generate"
 
 BODY_STYLES: tuple[str, ...] = ("saloon", "hatchback", "estate", "suv")
 
@@ -180,7 +146,7 @@ def _perspective_coeffs(dst: Sequence[tuple[float, float]], src: Sequence[tuple[
 
 def _sample_paint(colour: str, rng: np.random.Generator) -> tuple[tuple[float, float, float], float]:
     """Per-advert paint shade (RGB floats 0..255) and metallic strength."""
-    l_sd, s_sd, h_sd, p_metal = _PAINT_JITTER[colour]
+    l_sd, s_sd, h_sd, p_metal = PAINT_JITTER[colour]
     r, g, b = (c / 255.0 for c in COLOURS[colour])
     h, lum, sat = colorsys.rgb_to_hls(r, g, b)
     lum_f = math.exp(l_sd * float(np.clip(rng.normal(), -2.0, 2.0)))
@@ -663,3 +629,31 @@ def generate(
                     print(f"synth: {done}/{total} images ({100 * done // total}%)", file=sys.stderr, flush=True)
     return pd.DataFrame(rows, columns=["path", "maker", "genmodel", "year", "color", "genmodel_id", "adv_index",
                                        "image_n"])
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--out", required=True, help="folder that receives resized_DVM/ and images.csv")
+    p.add_argument("--settings", required=True, help="JSON: colours, adverts_per_colour, photos_per_advert, seed")
+    p.add_argument("--workers", type=int, default=None, help="drawing processes (default: all cores)")
+
+
+def run(args) -> int:
+    """`carcolor generate`: draw the dataset, then write images.csv, the mark of a complete draw."""
+    import json
+
+    from .. import atomic
+
+    settings = json.loads(args.settings)
+    out = Path(args.out)
+    frame = generate(out, colours=settings["colours"], adverts_per_colour=settings["adverts_per_colour"],
+                     photos_per_advert=settings["photos_per_advert"], seed=settings["seed"], progress=True,
+                     workers=args.workers if args.workers is not None else os.cpu_count() or 1)
+    atomic.write_csv(frame, out / "images.csv")  # last: the mark of a complete dataset
+    print(f"[generate] {len(frame)} images in {out / 'resized_DVM'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    from carcolor.command import main
+
+    sys.exit(main(__spec__.name))

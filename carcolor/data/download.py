@@ -463,7 +463,8 @@ def _list_archives(out=None) -> None:
           "recorded with its SHA-256 in <file>.json.", file=out)
 
 
-def _handle(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """`carcolor download`: fetch the named archives (resumable, verified)."""
     if args.list:
         _list_archives()
         return 0
@@ -490,15 +491,9 @@ def _handle(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    """Add the ``download`` sub-command to an argparse sub-parsers object."""
-    p = subparsers.add_parser(
-        "download",
-        help="download the DVM-Car archives from Figshare",
-        description="Download DVM-Car archives (Figshare article "
-                    f"{FIGSHARE_ARTICLE}, licence {LICENCE}). Interrupted downloads "
-                    "resume from <file>.part.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (f"Download DVM-Car archives (Figshare article {FIGSHARE_ARTICLE}, licence {LICENCE}). "
+                     "Interrupted downloads resume from <file>.part.")
     p.add_argument("names", nargs="*", metavar="NAME",
                    help=f"archive(s) to fetch: {', '.join(ARCHIVES)}, or all")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
@@ -510,4 +505,9 @@ def register(subparsers) -> None:
     p.add_argument("--timeout", type=float, default=60.0,
                    help="network timeout in seconds (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=_handle)
+
+
+if __name__ == "__main__":
+    from carcolor.command import main
+
+    sys.exit(main(__spec__.name))

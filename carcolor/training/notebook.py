@@ -20,8 +20,15 @@ import sys
 import time
 from pathlib import Path
 
+from .. import grid
+from ..defaults import REPO
 from . import gpus
 
+COMMAND = "train-cell"
+# The papermill template, run once per cell.
+TEMPLATE = REPO / "experiments" / "train.ipynb"
+# What `parameters` passes to the template: its parameters cell must assign each of them.
+PARAMETERS = ("arch", "optimizer", "seed", "settings", "prepared", "out_dir")
 # Inductor's caches (FX graph and AOT autograd: compiled code and the joint forward/backward graphs,
 # Triton's kernels below it on CUDA), relative to the working directory.
 COMPILE_CACHE_DIR = "data/cache/inductor"
@@ -33,13 +40,11 @@ class CellFailed(RuntimeError):
 
 def parameters(*, arch: str, optimizer: str, seed: int, prepared: str | Path, out_dir: str | Path,
                settings: dict) -> dict:
-    """The notebook's parameters for one cell; `settings` is the resolved `train` section, threads included."""
-    settings = dict(settings)
-    threads = settings.pop("threads", None)
-    cell = f"{arch}-{optimizer}-s{seed}"
-    return {"cell": cell, "arch": arch, "optimizer": optimizer, "seed": int(seed),
-            "prepared": str(Path(prepared).resolve()), "out_dir": str(Path(out_dir).resolve()),
-            "threads": threads, "settings": settings}
+    """The notebook's parameters (PARAMETERS) for one cell; `settings` is the resolved `train` section."""
+    values = {"arch": arch, "optimizer": optimizer, "seed": int(seed), "settings": dict(settings),
+              "prepared": str(Path(prepared).resolve()), "out_dir": str(Path(out_dir).resolve())}
+    assert tuple(values) == PARAMETERS
+    return values
 
 
 def run_cell(template: str | Path, output: str | Path, params: dict, *, log_output: bool = True) -> Path:
@@ -73,31 +78,35 @@ def compile_cache_env(environ=None, workdir: str | Path = ".") -> dict[str, str]
     return {key: environ.get(key) or value for key, value in wanted.items()}
 
 
-def main_train_cell(args) -> int:
+def run(args) -> int:
     """`carcolor train-cell`: the body of the Snakefile's train_cell rule."""
     start = time.perf_counter()
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # papermill logs the notebook's output
     os.environ.update(compile_cache_env())  # the kernel papermill starts inherits this environment
     params = parameters(arch=args.arch, optimizer=args.optimizer, seed=args.seed, prepared=args.prepared,
                         out_dir=Path(args.out).parent, settings=json.loads(args.settings))
-    print(f"carcolor: {gpus.pin(params['cell'], params['settings'].get('device', 'auto'))}", file=sys.stderr, flush=True)
+    cell = grid.cell_name(args.arch, args.optimizer, args.seed)
+    print(f"carcolor: {gpus.pin(cell, params['settings']['device'])}", file=sys.stderr, flush=True)
     try:
         run_cell(args.notebook, args.out, params)
     except CellFailed as exc:
-        print(f"carcolor: cell {params['cell']} failed: {exc}", file=sys.stderr)
+        print(f"carcolor: cell {cell} failed: {exc}", file=sys.stderr)
         return 1
-    print(f"carcolor: cell {params['cell']} done in {time.perf_counter() - start:.1f}s "
-          f"(notebook kernel included)", flush=True)
+    print(f"carcolor: cell {cell} done in {time.perf_counter() - start:.1f}s (notebook kernel included)", flush=True)
     return 0
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("train-cell", help="train one grid cell: papermill runs the training notebook")
-    p.add_argument("--notebook", required=True, help="the template, experiments/train.ipynb")
+def add_arguments(p) -> None:
+    p.add_argument("--notebook", default=str(TEMPLATE), help="the template (default: experiments/train.ipynb)")
     p.add_argument("--out", required=True, help="the executed notebook, results/runs/<cell>/train.ipynb")
     p.add_argument("--arch", required=True)
     p.add_argument("--optimizer", required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--prepared", required=True, help="the prepared data folder")
-    p.add_argument("--settings", required=True, help="JSON: the resolved train section, threads included")
-    p.set_defaults(func=main_train_cell)
+    p.add_argument("--settings", required=True, help="JSON: the resolved train section")
+
+
+if __name__ == "__main__":
+    from carcolor.command import main
+
+    sys.exit(main(__spec__.name))

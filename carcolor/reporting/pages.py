@@ -9,17 +9,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from . import atomic
+import sys
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-PAGES_DIR = "cells"  # under the report's folder
+from .. import atomic
+from ..sources import package_data
+
+COMMAND = "cell-page"
+
+PACKAGE_DATA = ("templates/cellpage",)
+TEMPLATES = package_data(__file__, "templates/cellpage").parent
 # what a browser would fetch by itself: a script, image or frame source, a stylesheet link
 _REMOTE = re.compile(r"""(?:\bsrc\s*=\s*|<link\b[^>]*\bhref\s*=\s*)["'](?:https?:)?//""", re.I)
-
-
-def page_path(cell: str) -> str:
-    """A cell's page, relative to the report's folder (how the report links to it)."""
-    return f"{PAGES_DIR}/{cell}.html"
 
 
 def header(cell: str, notebook: str | Path) -> str:
@@ -50,15 +50,20 @@ def export(notebook: str | Path, out: str | Path, cell: str | None = None) -> Pa
     return out
 
 
-def main_cell_page(args) -> int:
+def run(args) -> int:
+    """`carcolor cell-page`: export one cell's executed notebook as a self-contained HTML page."""
     export(args.notebook, args.out, args.cell)
     print(f"[cell-page] {args.notebook} -> {args.out}")
     return 0
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser("cell-page", help="export one cell's executed notebook as a self-contained HTML page")
+def add_arguments(p) -> None:
     p.add_argument("notebook", help="results/runs/<cell>/train.ipynb")
     p.add_argument("--out", required=True, help="results/report/cells/<cell>.html")
     p.add_argument("--cell", default=None, help="the cell's name (default: the notebook's folder)")
-    p.set_defaults(func=main_cell_page)
+
+
+if __name__ == "__main__":
+    from carcolor.command import main
+
+    sys.exit(main(__spec__.name))

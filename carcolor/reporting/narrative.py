@@ -3,9 +3,9 @@
 Every function here takes DataFrames (or the ``dataset.json`` dict) and returns
 plain values, DataFrames or Markdown strings; ``report/index.qmd`` only calls them,
 so no number in the report is typed by hand. Nothing here decides a claim: the
-verdicts are read from ``comparisons.csv`` (made by :mod:`carcolor.claims`), and the
+verdicts are read from ``comparisons.csv`` (made by :mod:`carcolor.analysis.claims`), and the
 only statistic computed here is the mean ± 95 % half-width of a column over seeds
-(:func:`carcolor.stats.mean_band`), for tables and the summary.
+(:func:`carcolor.analysis.stats.mean_band`), for tables and the summary.
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import claims, stats
+from .. import layout
+from ..analysis import claims, stats
 
 MAKE_COMMAND = "snakemake --cores all"
-TABLE_FILES = ("epochs.csv", "summary.csv", "per_class.csv", "confusion.csv", "dataset.csv", "comparisons.csv",
-               "provenance.csv")
-DATASET_INFO = "dataset.json"
 
 ARCH_NAMES = {"mobilenet_v2": "MobileNetV2", "mobilenet_v1": "MobileNetV1"}
 OPTIMIZER_NAMES = {"adam": "Adam", "adamax": "Adamax"}
@@ -84,15 +82,12 @@ def load_tables(results: str | Path) -> Tables:
     results = Path(results)
     tables = results / "tables"
     frames = {}
-    for name in TABLE_FILES:
-        path = tables / name
-        if not path.is_file():
-            raise _missing(path)
-        frames[name.removesuffix(".csv")] = pd.read_csv(path)
-    info_path = tables / DATASET_INFO
-    if not info_path.is_file():
-        raise _missing(info_path)
-    info = json.loads(info_path.read_text())
+    for name in layout.TABLE_FILES:
+        if not (tables / name).is_file():
+            raise _missing(tables / name)
+    frames = {name.removesuffix(".csv"): pd.read_csv(tables / name) for name in layout.TABLE_FILES
+              if name.endswith(".csv")}
+    info = json.loads((tables / "dataset.json").read_text())
     return Tables(dataset_info=info, results_dir=results, **frames)
 
 
@@ -203,9 +198,7 @@ def cell_code(cell: str) -> str:
 
 def cell_link(cell: str) -> str:
     """A run's name linked to its notebook page (relative to the report, so a copied results/report/ keeps it)."""
-    from .pages import page_path
-
-    return f"[{cell_code(cell)}]({page_path(cell)})"
+    return f"[{cell_code(cell)}]({layout.page_path(cell)})"
 
 
 # --------------------------------------------------------------------------- grid helpers
@@ -237,7 +230,7 @@ def pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
 BAND_COLUMNS = ("score_f1_macro", "score_accuracy", "score_loss", "best_val_f1_macro", "final_val_f1_macro",
                 "final_val_accuracy", "final_val_loss", "train_seconds", "mean_epoch_seconds",
                 "train_epoch_seconds", "optimizer_step_ms", "images_per_s", "optimizer_s", "params", "macs",
-                "val_loss_change_sd", "compile_s")
+                "val_loss_change_sd", "warm_up_s")
 
 
 def combos(summary: pd.DataFrame) -> pd.DataFrame:
@@ -506,8 +499,8 @@ def time_table(summary: pd.DataFrame, device: bool | None = None) -> pd.DataFram
             "Images/s (train)": fmt_band(r["images_per_s"], r["images_per_s_hw"], lambda x: f"{x:.1f}"),
             "Time per run": fmt_band(r["train_seconds"], r["train_seconds_hw"], fmt_duration),
         }
-        if "compile_s" in r and pd.notna(r["compile_s"]):
-            row["Warm-up (s)"] = fmt_band(r["compile_s"], r["compile_s_hw"], lambda x: f"{x:.2f}")
+        if "warm_up_s" in r and pd.notna(r["warm_up_s"]):
+            row["Warm-up (s)"] = fmt_band(r["warm_up_s"], r["warm_up_s_hw"], lambda x: f"{x:.2f}")
         if device:
             runs = summary[(summary["arch"] == r["arch"]) & (summary["optimizer"] == r["optimizer"])]
             row["Device"] = _join(devices(runs))
@@ -966,7 +959,8 @@ def provenance_where(provenance: pd.DataFrame) -> pd.DataFrame:
     """Per run: its page (named by its path, which the PDF shows too), when it started and ended (UTC), the host, CPU and GPU it ran on."""
     rows = []
     for _, r in provenance.iterrows():
-        rows.append({"Cell's page": f"[cells/{r['cell']}.html](cells/{r['cell']}.html)",
+        page = layout.page_path(r["cell"])
+        rows.append({"Cell's page": f"[{page}]({page})",
                      "Started (UTC)": _when(r.get("started")), "Ended (UTC)": _when(r.get("ended")),
                      "Host": str(r["host"]) if _present(r.get("host")) else "–", "CPU": _cpu(r), "GPU": _gpu(r)})
     return pd.DataFrame(rows)

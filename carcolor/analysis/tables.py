@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from . import atomic, claims, stats
+import sys
+
+from .. import atomic, layout
+from . import claims, stats
+
+COMMAND = "collect"
 
 KEYS = ["cell", "arch", "optimizer", "seed"]
 EPOCH_COLUMNS = KEYS + ["epoch", "split", "loss", "f1_macro", "accuracy", "seconds", "images_per_s",
@@ -22,7 +27,7 @@ SUMMARY_COLUMNS = KEYS + ["epochs", "params", "macs", "image_size", "batch_size"
                           "best_val_f1_macro", "best_epoch", "final_val_f1_macro", "final_val_accuracy",
                           "final_val_loss", "train_seconds", "mean_epoch_seconds", "images_per_s",
                           "optimizer_s", "device", "score_split", "score_f1_macro", "score_accuracy", "score_loss",
-                          "train_epoch_seconds", "optimizer_step_ms", "val_loss_change_sd", "test_images", "compile_s",
+                          "train_epoch_seconds", "optimizer_step_ms", "val_loss_change_sd", "test_images", "warm_up_s",
                           "pretrained", "hflip", "crop_padding", "label_smoothing", "weight_decay"]
 PROVENANCE_COLUMNS = ["cell", "started", "ended", "host", "cpu_model", "cpu_cores", "cpu_usable", "gpu_name",
                       "gpu_memory_gib", "gpu_driver", "python", "torch", "cuda", "cudnn", "platform", "commit",
@@ -109,7 +114,7 @@ def summarise(metrics: pd.DataFrame, info: dict) -> dict:
         "val_loss_change_sd": float(spread.iloc[0]),
         "test_images": int(info.get("test_images", 0)),
         # the warm-up before epoch 1 (compilation, or the CPU's first step), outside every time above
-        "compile_s": float(info.get("compile_s", float("nan"))),
+        "warm_up_s": float(info.get("warm_up_s", float("nan"))),
         # the settings the report's method section describes (empty where a run did not record them)
         **{k: (info.get("config") or {}).get(k) for k in ("pretrained", "hflip", "crop_padding", "label_smoothing",
                                                           "weight_decay")},
@@ -173,9 +178,7 @@ def collect(run_dirs: list[str | Path], prepared_dir: str | Path, out_dir: str |
     epochs = pd.concat(epochs, ignore_index=True)[EPOCH_COLUMNS]
     summary = pd.DataFrame(summaries, columns=SUMMARY_COLUMNS)
     compared = claims.comparisons(summary, epochs)
-    paths = {name: out / f"{name}.csv" for name in ("epochs", "summary", "per_class", "confusion", "dataset",
-                                                     "comparisons", "provenance")}
-    paths["dataset_json"] = out / "dataset.json"
+    paths = {name.replace(".", "_").removesuffix("_csv"): out / name for name in layout.TABLE_FILES}
     meta = {k: v for k, v in info.items() if k not in ("decode_images_per_s", "decode_images_per_s_per_worker")}
     meta["n_val_per_colour"] = info["n_val_per_colour"]
     # a cache prepared before the test split existed has none: the lab's protocol
@@ -192,3 +195,22 @@ def collect(run_dirs: list[str | Path], prepared_dir: str | Path, out_dir: str |
         paths["dataset_json"]: lambda tmp: tmp.write_text(json.dumps(meta, indent=2)),
     })
     return paths
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--runs", nargs="+", required=True, help="results/runs/<cell> folders")
+    p.add_argument("--prepared", required=True)
+    p.add_argument("--out", required=True)
+
+
+def run(args) -> int:
+    """`carcolor collect`: gather every cell's results into tidy tables."""
+    paths = collect(args.runs, args.prepared, args.out)
+    print(f"[collect] {len(args.runs)} cells -> {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    from carcolor.command import main
+
+    sys.exit(main(__spec__.name))
