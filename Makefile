@@ -1,4 +1,5 @@
 # make         set up .venv if needed, then run the whole experiment: snakemake --cores all
+#              (CONFIG="my.yaml": config files of your own, merged in order over experiments/config.yaml)
 # make test    set up .venv if needed, then run the test suite
 # make cell CELL=mobilenet_v2-adam-s0   re-train one cell, then refresh the tables and the report
 #                                       (CONFIG="my.yaml": the config file(s) the run was made with)
@@ -16,28 +17,31 @@ EXTRAS := test,slurm
 UNLOCKED ?=
 STAMP := $(VENV)/.installed$(if $(UNLOCKED),-unlocked)
 CONFIG ?=
-# the default config with CONFIG's files merged over it, as Snakemake merges --configfile
-CONFIGS := experiments/config.yaml $(CONFIG)
+# CONFIG's files for snakemake, which merges them over experiments/config.yaml (carcolor config does the same)
+CONFIGFILES := $(if $(strip $(CONFIG)), --configfile $(CONFIG))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: all report test cell cells lock clean
 
 all: report
 
+# `carcolor config` first: a config file that is missing, empty or not YAML is named in one line
+# (Snakemake would report it in a traceback, or without the file's name).
 report: $(STAMP)
-	snakemake --cores all
+	@carcolor config --no-deep $(CONFIG) >/dev/null
+	snakemake --cores all$(CONFIGFILES)
 
 test: $(STAMP)
 	pytest
 
 cells: $(STAMP)
-	@carcolor config $(CONFIGS) --cells --no-deep
+	@carcolor config $(CONFIG) --cells --no-deep
 
 cell: $(STAMP)
-	@test -n "$(CELL)" || { echo "usage: make cell CELL=<name>; cells of this grid:"; carcolor config $(CONFIGS) --cells --no-deep; exit 2; }
-	@carcolor config $(CONFIGS) --cells --no-deep | grep -qx "$(CELL)" || { echo "unknown cell '$(CELL)'; cells of this grid:"; carcolor config $(CONFIGS) --cells --no-deep; exit 2; }
+	@test -n "$(CELL)" || { echo "usage: make cell CELL=<name>; cells of this grid:"; carcolor config $(CONFIG) --cells --no-deep; exit 2; }
+	@carcolor config $(CONFIG) --cells --no-deep | grep -qx "$(CELL)" || { echo "unknown cell '$(CELL)'; cells of this grid:"; carcolor config $(CONFIG) --cells --no-deep; exit 2; }
 	rm -f results/runs/$(CELL)/checkpoint.pt  # else the finished checkpoint would be reused, not re-trained
-	snakemake --cores all$(if $(strip $(CONFIG)), --configfile $(CONFIG)) --forcerun results/runs/$(CELL)/train.ipynb
+	snakemake --cores all$(CONFIGFILES) --forcerun results/runs/$(CELL)/train.ipynb
 
 # Re-installs when pyproject.toml or the lock changed, or after the other install mode.
 $(STAMP): pyproject.toml $(if $(UNLOCKED),,$(LOCK))

@@ -39,7 +39,7 @@ NOTEBOOK = wf.document(workflow.basedir, "train_cell")
 # Jobs run with the interpreter that runs Snakemake ($CARCOLOR_PY), activated environment or not.
 shell.prefix(wf.shell_prefix())
 CLUSTER = wf.on_cluster(sys.argv)
-CFG = wf.configure(config, NOTEBOOK, device=workflow.is_main_process and not CLUSTER)
+CFG = wf.configure(config, NOTEBOOK, machine=workflow.is_main_process and not CLUSTER)
 wf.use_compile_cache(COMPILE_CACHE)  # the cells share data/cache/inductor
 
 
@@ -59,11 +59,15 @@ wildcard_constraints:
     **wf.wildcard_constraints(CFG),
 
 
+# Every run's record too (its notebook, metrics, predictions, provenance, summary): Snakemake re-makes a
+# missing intermediate file only when something asks for it, and a killed forced re-training leaves
+# none of them while the tables and the report still stand.
 rule all:
     input:
         wf.REPORT,
         wf.FIGURES,
         wf.CONFIG_RECORD,
+        wf.run_records(CFG),
 
 
 rule record_config:

@@ -3,7 +3,7 @@
 A reader, or a run killed at any moment, sees either the old file, the new one, or none; never a
 partial one under the final name. The temporary name is fixed (`.<name>.partial`), so a run that is
 killed and re-run overwrites its own leftovers instead of piling them up (one run at a time is
-guaranteed by carcolor.runlock).
+guaranteed by carcolor.runlock). A write that fails (a full disk, say) removes its temporary file.
 """
 from __future__ import annotations
 
@@ -22,8 +22,12 @@ def write_with(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """Call writer(temporary path), then rename the result to path."""
     path = Path(path)
     tmp = partial_name(path)
-    writer(tmp)
-    os.replace(tmp, path)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -51,11 +55,14 @@ def write_together(writers: dict[str | Path, Callable[[Path], None]]) -> list[Pa
     The renames take microseconds, so the set is replaced as one; a kill before them leaves the
     old set (or, under Snakemake, which deletes a job's outputs first, no set) untouched.
     """
-    staged = []
-    for path, writer in writers.items():
-        tmp = partial_name(path)
-        writer(tmp)
-        staged.append((tmp, Path(path)))
+    staged = [(partial_name(path), Path(path)) for path in writers]
+    try:
+        for (tmp, _), writer in zip(staged, writers.values()):
+            writer(tmp)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
     for tmp, path in staged:
         os.replace(tmp, path)
     return [path for _, path in staged]

@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from . import __version__, config, sources
+from . import __version__, config, provenance, sources
 from .config import ConfigError, n_classes
 from .data.colours import COLOURS, NON_COLOURS
 from .training.notebook import PARAMETERS, TEMPLATE
@@ -87,10 +87,11 @@ def check_optimizers(cfg: dict) -> None:
     for name in cfg["grid"]["optimizers"]:
         param = torch.nn.Parameter(torch.ones(1))
         try:
-            # One step too: Adam, for one, unpacks `betas` only when it steps.
+            # One step too, as the training loop takes it: Adam, for one, unpacks `betas` only when it steps.
             opt = optimizers.build_optimizer(name, [param], lr=train["lr"], weight_decay=train["weight_decay"],
-                                        **kwargs)
-            opt.step(lambda: _dummy_loss(opt, param))
+                                             **kwargs)
+            (param * param).sum().backward()
+            opt.step()
         except (TypeError, ValueError, IndexError, KeyError, RuntimeError) as exc:
             raise ConfigError(_optimizer_problem(name, train, exc)) from exc
 
@@ -103,14 +104,6 @@ def _optimizer_problem(name: str, train: dict, exc: Exception) -> str:
     # No keyword arguments of the user's: what it rejects is the lr or weight_decay every optimizer is given.
     return (f"config 'grid.optimizers': optimizer {name!r} rejects lr={train['lr']}, "
             f"weight_decay={train['weight_decay']}: {reason}; choose another optimizer or change those settings.")
-
-
-def _dummy_loss(opt, param):
-    # A closure, because some optimizers (LBFGS) step only with one.
-    opt.zero_grad()
-    loss = (param * param).sum()
-    loss.backward()
-    return loss
 
 
 def check_models(cfg: dict) -> None:
@@ -147,8 +140,15 @@ def _check_forward(model, arch: str, size: int, classes: int) -> None:
                           f"class scores ((1, {classes})); choose a classification architecture.")
 
 
-def check_device(cfg: dict) -> None:
-    """train.device: cuda needs a CUDA GPU that torch can see on this machine."""
+def check_machine(cfg: dict) -> None:
+    """What this machine must have for the jobs that run on it: the CUDA GPU that train.device: cuda
+    asks for, and the cores for train.threads (more threads than cores slows a cell many times over
+    and the machine with it). Not cached: the answer depends on the machine."""
+    threads, usable = cfg["train"]["threads"], provenance.usable_cpus()
+    if threads > usable:
+        raise ConfigError(f"config 'train.threads' is {threads} but this machine has {usable} usable core"
+                          f"{'s' if usable != 1 else ''}; set train.threads to {usable} or fewer (the thread count "
+                          f"is part of a cell's identity: it changes the order of floating-point sums).")
     if cfg["train"]["device"] != "cuda":
         return
     import torch
@@ -156,6 +156,23 @@ def check_device(cfg: dict) -> None:
     if not torch.cuda.is_available():
         raise ConfigError(f"config 'train.device' is 'cuda' but torch {torch.__version__} sees no CUDA GPU on "
                           f"this machine; set train.device: auto (CUDA when present, else the CPU) or cpu.")
+
+
+def check_pretrained(cfg: dict) -> None:
+    """train.pretrained: each architecture's ImageNet weights are in the download cache, or can be
+    fetched now (once; training then reads the cache)."""
+    if not cfg["train"]["pretrained"]:
+        return
+    from .training import models
+
+    for arch in cfg["grid"]["archs"]:
+        try:
+            models.build_model(arch, n_classes(cfg), pretrained=True)
+        except Exception as exc:  # urllib, huggingface_hub and torch.hub each raise their own kinds
+            raise ConfigError(f"config 'train.pretrained' is true but the ImageNet weights of {arch!r} are not in "
+                              f"the download cache and cannot be fetched ({type(exc).__name__}: {_first_line(exc)}); "
+                              f"run once where the network is reachable (the weights are cached), or set "
+                              f"train.pretrained: false.") from None
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -214,30 +231,27 @@ def _assigned(tree: ast.Module) -> set[str]:
     return {sub.id for target in targets for sub in ast.walk(target) if isinstance(sub, ast.Name)}
 
 
-def check_all(cfg: dict, notebook: str | Path = TEMPLATE, *, device: bool = True) -> None:
-    """Every check, cheapest first; raises ConfigError on the first problem."""
+def check_all(cfg: dict, notebook: str | Path = TEMPLATE) -> None:
+    """Every check that builds something, cheapest first; raises ConfigError on the first problem."""
     check_notebook(notebook)
-    if device:
-        check_device(cfg)
     check_optimizers(cfg)
     check_models(cfg)
+    check_pretrained(cfg)
 
 
-def check_all_cached(cfg: dict, notebook: str | Path, stamp_dir: str | Path, *, device: bool = True) -> None:
+def check_all_cached(cfg: dict, notebook: str | Path, stamp_dir: str | Path) -> None:
     """check_all, skipped when the same config, notebook and code passed before (a stamp in stamp_dir).
 
     The Snakefile calls this on every run, no-op runs included, and the checks cost a torch import
-    and a few model builds. The device check is not cached: its answer depends on the machine.
+    and a few model builds.
     """
     notebook, stamp_dir = Path(notebook), Path(stamp_dir)
-    if device:
-        check_device(cfg)  # free unless train.device is cuda
     stamp = stamp_dir / check_key(cfg, notebook)
     if stamp.exists():
         with contextlib.suppress(FileNotFoundError):  # pruned meanwhile by a parallel run: it passed all the same
             os.utime(stamp)  # recently used: pruned last
         return
-    check_all(cfg, notebook, device=False)
+    check_all(cfg, notebook)
     _write_stamp(stamp)
     _prune(stamp_dir, MAX_STAMPS)
 
@@ -286,7 +300,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("configfile", nargs="*", help="config files merged in order over experiments/config.yaml")
     parser.add_argument("--cells", action="store_true", help="print the grid's cell names instead")
     parser.add_argument("--no-deep", dest="deep", action="store_false",
-                        help="skip building each model and optimizer and checking the notebook (needs torch: seconds)")
+                        help="skip what needs torch or this machine: building each model and optimizer, the "
+                             "notebook, the device and the cores (seconds)")
 
 
 def run(args) -> int:
@@ -294,6 +309,7 @@ def run(args) -> int:
     cfg = config.validate(config.read_files(args.configfile))
     check_config(cfg)
     if args.deep:
+        check_machine(cfg)
         check_all(cfg)
     if args.cells:
         print("\n".join(c.name for c in config.cells(cfg)))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 
@@ -36,3 +37,8 @@ def main(module_name: str, argv: list[str] | None = None, name: str | None = Non
     except (ValueError, FileNotFoundError) as exc:
         print(f"carcolor {name}: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader stopped reading (`carcolor config --cells | head`, `| grep -q`): not an error of ours.
+        # Python would report it again when it flushes stdout at exit, so stdout goes to /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -49,9 +49,22 @@ def _explain(error: jsonschema.ValidationError, schema: dict) -> str:
     if error.validator == "enum":
         choices = ", ".join(str(c) for c in error.validator_value)
         return f"config '{where}' is {error.instance!r}; valid choices: {choices}."
-    if error.validator == "required":
-        return f"config is missing {error.message.split(' is a required')[0]} in '{where}'."
-    return f"config '{where}': {error.message}."
+    if error.validator == "type" and isinstance(error.instance, str) and "number" in str(error.validator_value):
+        return f"config '{where}' is the text {error.instance!r}, not a number{_number_hint(error.instance)}."
+    why = error.schema.get("description")
+    return f"config '{where}': {error.message}" + (f" ({why})." if why else ".")
+
+
+def _number_hint(text: str) -> str:
+    """How to write a number YAML took for text: 1e-3 (YAML 1.1's floats need a dot), or a quoted number."""
+    try:
+        value = float(text)
+    except ValueError:
+        return ""
+    mantissa, _, exponent = text.strip().lower().partition("e")
+    if exponent and "." not in mantissa:
+        return f" (YAML reads {text} as text: write {mantissa}.0e{exponent} or {value!r})"
+    return f" (write it without quotes: {value!r})"
 
 
 def validate(config: dict | None, schema: dict | None = None) -> dict:
@@ -69,6 +82,7 @@ def validate(config: dict | None, schema: dict | None = None) -> dict:
     _check_colours(config["data"])
     _check_sources(config["data"])
     _check_batch_size(config)
+    _check_case_duplicates(config["grid"])
     return config
 
 
@@ -102,11 +116,42 @@ def _check_sources(data: dict) -> None:
                           f"to {Path.cwd()}); give the path of a DVM-Car zip or folder, or name the archive "
                           f"under 'data.download' to fetch it.")
     if data["source"] == "synthetic":
-        for key in ("paths", "download"):
+        for key in ("paths", "download", "image_table", "viewpoints"):
             if data[key]:
                 raise ConfigError(f"config 'data.{key}' is {data[key]} but data.source is 'synthetic', and "
-                                  f"'data.paths' and 'data.download' are only read when data.source is 'dvm': "
-                                  f"add 'source: dvm' under 'data', or remove '{key}'.")
+                                  f"'data.{key}' is only read when data.source is 'dvm' (the generated photos "
+                                  f"have no image table and no viewpoints): add 'source: dvm' under 'data', or "
+                                  f"remove '{key}'.")
+        return
+    table = data["image_table"]
+    if table and not Path(table).exists() and table not in downloaded(data):
+        raise ConfigError(f"config 'data.image_table' is {table!r}, which does not exist (paths are relative to "
+                          f"{Path.cwd()}); give the path of Image_table.csv or tables_V2.zip, or name 'tables' "
+                          f"under 'data.download' and point image_table at {data['download_dir']}/tables_V2.zip.")
+    if data["viewpoints"] and not table:
+        raise ConfigError(f"config 'data.viewpoints' is {data['viewpoints']} but 'data.image_table' is null: the "
+                          f"viewpoints come from DVM-Car's Image_table.csv; set data.image_table, or "
+                          f"data.viewpoints: null.")
+
+
+def downloaded(data: dict, *, images_only: bool = False) -> list[str]:
+    """The paths of the archives the download rule fetches (they need not exist before the run); with
+    images_only, without the tables archive."""
+    from .data.download import ARCHIVES
+
+    return [f"{data['download_dir']}/{ARCHIVES[name].filename}" for name in data["download"]
+            if not (images_only and name == "tables")]
+
+
+def _check_case_duplicates(grid: dict) -> None:
+    """Optimizer names are case-insensitive (torch.optim's Adam is adam): two spellings of one optimizer
+    would train the same cells twice under two names."""
+    seen: dict[str, str] = {}
+    for name in grid["optimizers"]:
+        if name.lower() in seen:
+            raise ConfigError(f"config 'grid.optimizers' lists {seen[name.lower()]!r} and {name!r}, one optimizer "
+                              f"(names are case-insensitive): keep one of them.")
+        seen[name.lower()] = name
 
 
 def n_classes(config: dict) -> int:
@@ -140,16 +185,24 @@ def cell_by_name(config: dict, name: str) -> Cell:
 
 
 def read_yaml(path: str | Path) -> dict:
-    """One config file as a dict; a syntax error raises ConfigError naming the file, line and column."""
-    with open(path) as fh:
-        try:
+    """One config file as a dict. A file that is missing, empty, not a mapping of sections or not YAML
+    (file, line and column) raises ConfigError naming it: Snakemake refuses each of them too, in a
+    traceback or without the file's name."""
+    sections = ", ".join(load_schema()["properties"])
+    try:
+        with open(path) as fh:
             raw = yaml.safe_load(fh)
-        except yaml.YAMLError as exc:
-            raise ConfigError(_yaml_problem(path, exc)) from None
-    if raw is not None and not isinstance(raw, dict):
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist (relative to {Path.cwd()}).") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(_yaml_problem(path, exc)) from None
+    if raw is None:
+        raise ConfigError(f"config file {path} is empty; it holds one or more sections ({sections}), each a "
+                          f"mapping of settings.")
+    if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level is a {type(raw).__name__}, not a mapping of sections "
-                          f"(data, synthetic, grid, train); start each section as 'data:' at column 1.")
-    return raw or {}
+                          f"({sections}); start each section as 'data:' at column 1.")
+    return raw
 
 
 def _yaml_problem(path: str | Path, exc: yaml.YAMLError) -> str:

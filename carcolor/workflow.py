@@ -64,15 +64,18 @@ def shell_prefix() -> str:
 CHECKED_DIR = ".snakemake/carcolor-checks"
 
 
-def configure(config: dict, notebook: str, *, device: bool = True) -> dict:
-    """Validate Snakemake's config, then build the models and optimizers once and read the notebook
-    (cached per config); on a problem print one line and stop before anything runs."""
+def configure(config: dict, notebook: str, *, machine: bool = True) -> dict:
+    """Validate Snakemake's config, check what this machine must have when the jobs run on it
+    (`machine`), then build the models and optimizers once and read the notebook (cached per config);
+    on a problem print one line and stop before anything runs."""
     from . import checks
 
     try:
         cfg = cfgmod.validate(config)
         checks.check_config(cfg)
-        checks.check_all_cached(cfg, notebook, CHECKED_DIR, device=device)
+        if machine:
+            checks.check_machine(cfg)
+        checks.check_all_cached(cfg, notebook, CHECKED_DIR)
         return cfg
     except (ConfigError, ValueError) as exc:
         print(f"carcolor: {exc}", file=sys.stderr)
@@ -152,6 +155,11 @@ def run_files(cfg: dict, name: str) -> list[str]:
     return [f"{layout.run_dir(cell)}/{name}" for cell in cell_names(cfg)]
 
 
+def run_records(cfg: dict) -> list[str]:
+    """Every file of every cell's record (layout.RUN_FILES)."""
+    return [path for name in layout.RUN_FILES for path in run_files(cfg, name)]
+
+
 def run_dirs(cfg: dict) -> list[str]:
     return [layout.run_dir(cell) for cell in cell_names(cfg)]
 
@@ -169,10 +177,7 @@ def source_paths(cfg: dict) -> list[str]:
     data = cfg["data"]
     if data["source"] == "synthetic":
         return [f"{layout.SYNTHETIC_DIR}/resized_DVM"]
-    from .data.download import ARCHIVES
-
-    downloaded = [f"{data['download_dir']}/{ARCHIVES[n].filename}" for n in data["download"] if n != "tables"]
-    return list(data["paths"]) + downloaded
+    return list(data["paths"]) + cfgmod.downloaded(data, images_only=True)
 
 
 def prepare_inputs(cfg: dict) -> list[str]:
@@ -218,10 +223,7 @@ def generate_settings(cfg: dict) -> str:
 
 
 def download_targets(cfg: dict) -> list[str]:
-    from .data.download import ARCHIVES
-
-    data = cfg["data"]
-    return [f"{data['download_dir']}/{ARCHIVES[n].filename}" for n in data["download"]]
+    return cfgmod.downloaded(cfg["data"])
 
 
 def train_settings(cfg: dict) -> str:

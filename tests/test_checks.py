@@ -73,8 +73,46 @@ def test_model_builds_offline_even_when_pretrained(cfg, monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_device_without_cuda(cfg):
     cfg["train"]["device"] = "cuda"
-    msg = _one_line(checks.check_device, cfg)
+    msg = _one_line(checks.check_machine, cfg)
     assert "'train.device' is 'cuda'" in msg and "auto" in msg and "cpu" in msg
+
+
+def test_more_threads_than_this_machine_has_cores(cfg):
+    from carcolor import provenance
+
+    cfg["train"]["threads"] = provenance.usable_cpus() + 1
+    msg = _one_line(checks.check_machine, cfg)
+    assert f"'train.threads' is {cfg['train']['threads']}" in msg and f"{provenance.usable_cpus()} usable core" in msg
+    cfg["train"]["threads"] = provenance.usable_cpus()
+    checks.check_machine(cfg)
+
+
+def test_pretrained_weights_that_are_not_cached_and_cannot_be_fetched(cfg, tmp_path, monkeypatch):
+    """No network reaches the model hubs here (nor, often, a cluster's nodes): the check says so before
+    anything runs, instead of a URLError in every cell after the data were prepared."""
+    from carcolor.training import models
+
+    def offline(*args, **kwargs):
+        if kwargs.get("pretrained"):
+            raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+        return real(*args, **kwargs)
+
+    real = models.build_model
+    monkeypatch.setattr(models, "build_model", offline)
+    cfg["train"]["pretrained"] = True
+    msg = _one_line(checks.check_pretrained, cfg)
+    assert msg.startswith("config 'train.pretrained' is true but the ImageNet weights of 'mobilenet_v2'")
+    assert "OSError: <urlopen error" in msg and "train.pretrained: false" in msg
+    cfg["train"]["pretrained"] = False
+    checks.check_pretrained(cfg)  # nothing to fetch
+
+
+def test_an_optimizer_that_needs_a_closure_is_refused_with_the_reason(cfg):
+    cfg["grid"]["optimizers"] = ["adam", "lbfgs"]
+    with pytest.raises(config.ConfigError) as err:
+        checks.check_config(cfg)
+    assert "'lbfgs'" in str(err.value) and "closure" in str(err.value) and "lbfgs" not in \
+        str(err.value).split("Valid: ")[1]
 
 
 def test_notebook_that_is_not_json(notebook):

@@ -26,7 +26,8 @@ from tests.flow import CELLS, REPO, planned, snakemake
 PACKAGE = REPO / "carcolor"
 STAGES = ("data", "training", "analysis", "reporting")  # in the order of the DAG
 # The flat core that every stage may use; it imports no stage.
-BASE = {"atomic", "command", "defaults", "grid", "layout", "provenance", "requirements", "runlock", "sources"}
+BASE = {"atomic", "command", "defaults", "grid", "kernels", "layout", "provenance", "requirements", "runlock",
+        "sources"}
 # The flat core that drives the stages (the command line, the config checks, the Snakefile's helpers):
 # it may import any stage, and nothing but itself imports it.
 TOP = {"__main__", "cli", "checks", "config", "workflow"}

@@ -230,3 +230,43 @@ def test_cli_yaml_syntax_error_is_one_line(repo, tmp_path, tool_env):
                                    ["experiments/paper.yaml"]])
 def test_shipped_configs_are_valid(repo, files):
     checked(config.read_files([repo / f for f in files]))
+
+
+@pytest.mark.parametrize("section, key, value, expected", [
+    ("train", "lr", "1e-3", "config 'train.lr' is the text '1e-3', not a number (YAML reads 1e-3 as text: write "
+                            "1.0e-3 or 0.001)."),
+    ("train", "weight_decay", "0.01", "config 'train.weight_decay' is the text '0.01', not a number (write it "
+                                      "without quotes: 0.01)."),
+    ("train", "batch_size", 1, "config 'train.batch_size': 1 is less than the minimum of 2 (batch normalisation "
+                               "needs at least 2 images per batch in training)."),
+    ("train", "label_smoothing", 1.0, "config 'train.label_smoothing': 1.0 is greater than or equal to the maximum "
+                                      "of 1 (at 1 every training target is the uniform distribution, so nothing can "
+                                      "be learned)."),
+    ("grid", "optimizers", ["Adam", "adamax", "adam"], "config 'grid.optimizers' lists 'Adam' and 'adam', one "
+                                                       "optimizer (names are case-insensitive): keep one of them."),
+])
+def test_settings_that_would_fail_late_fail_before_anything_runs(section, key, value, expected):
+    assert _one_line_error({section: {key: value}}) == expected
+
+
+@pytest.mark.parametrize("key, value", [("viewpoints", [0]), ("image_table", "tables_V2.zip")])
+def test_settings_of_real_data_with_the_synthetic_source(key, value):
+    msg = _one_line_error({"data": {key: value}})
+    assert msg.startswith(f"config 'data.{key}' is {value} but data.source is 'synthetic'") and "source: dvm" in msg
+
+
+def test_an_image_table_that_does_not_exist_unless_it_will_be_downloaded(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvm.zip").write_bytes(b"")
+    data = {"source": "dvm", "paths": ["dvm.zip"], "image_table": "tables/Image_table.csv", "viewpoints": [0]}
+    msg = _one_line_error({"data": data})
+    assert "'data.image_table' is 'tables/Image_table.csv', which does not exist" in msg
+    data.update(download=["tables"], image_table="data/dvm/tables_V2.zip")
+    assert checked({"data": data})["data"]["image_table"] == "data/dvm/tables_V2.zip"
+
+
+def test_viewpoints_need_the_image_table(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvm.zip").write_bytes(b"")
+    msg = _one_line_error({"data": {"source": "dvm", "paths": ["dvm.zip"], "viewpoints": [0]}})
+    assert "'data.viewpoints' is [0] but 'data.image_table' is null" in msg

@@ -60,3 +60,53 @@ def test_train_cell_gives_the_kernel_the_compile_cache(tmp_path, monkeypatch, ca
     assert seen == {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / COMPILE_CACHE_DIR),
                     "TORCHINDUCTOR_FX_GRAPH_CACHE": "1", "TORCHINDUCTOR_AUTOGRAD_CACHE": "1"}
     assert "carcolor: cell a-o-s0 done in " in capsys.readouterr().out
+
+
+def _template(tmp_path, code: str):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell("".join(f"{n} = None\n" for n in ("arch", "optimizer", "seed", "settings",
+                                                                        "prepared", "out_dir")))
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(code)]
+    path = tmp_path / "template.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_full_disk_inside_the_notebook_ends_the_cell_in_one_line(tmp_path, tool_env):
+    """The training code's OSError reaches the log as one line; the failed notebook is kept for the record."""
+    import subprocess
+    import sys
+
+    template = _template(tmp_path, "import errno\nraise OSError(errno.ENOSPC, 'No space left on device')")
+    out = subprocess.run([sys.executable, "-m", "carcolor", "train-cell", "--notebook", str(template),
+                          "--out", "run/train.ipynb", "--arch", "a", "--optimizer", "o", "--seed", "0",
+                          "--prepared", ".", "--settings", '{"device": "cpu"}'],
+                         cwd=tmp_path, env=tool_env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    failed = [line for line in out.stderr.splitlines() if "failed" in line]
+    assert failed == ["carcolor: cell a-o-s0 failed: OSError: [Errno 28] No space left on device "
+                      f"(executed notebook: run/train.failed.ipynb)"], out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["train.failed.ipynb"]
+
+
+def test_a_full_disk_while_papermill_saves_leaves_no_partial_notebook(tmp_path, monkeypatch):
+    import errno
+
+    import papermill
+    import pytest
+
+    from carcolor.training import notebook
+
+    def save_fails(template, running, **kwargs):
+        open(running, "w").write('{"cells": [')  # the first bytes made it to disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(papermill, "execute_notebook", save_fails)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(notebook.CellFailed) as err:
+        notebook.run_cell(tmp_path / "t.ipynb", tmp_path / "run" / "train.ipynb", {})
+    assert str(err.value) == ("OSError: [Errno 28] No space left on device (while saving the executed notebook)")
+    assert list((tmp_path / "run").iterdir()) == []

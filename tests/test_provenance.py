@@ -64,9 +64,10 @@ def test_make_cell_uses_the_config_files_the_command_names(repo):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert "carcolor config experiments/config.yaml tests/smoke.yaml --cells --no-deep" in out.stdout
+    assert "carcolor config tests/smoke.yaml --cells --no-deep" in out.stdout
     run = [line for line in lines if line.startswith("snakemake ")]
     assert run == ["snakemake --cores all --configfile tests/smoke.yaml "
                    "--forcerun results/runs/mobilenet_v2-adam-s0/train.ipynb"], lines
     plain = subprocess.run(["make", "-n", "--always-make", "cell", "CELL=x"], cwd=repo, capture_output=True, text=True)
     assert "snakemake --cores all --forcerun results/runs/x/train.ipynb" in plain.stdout
+

@@ -255,6 +255,20 @@ def test_rerun_one_cell_touches_only_that_cell(repo, smoke_run, tool_env):
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
+@pytest.mark.parametrize("name", ["train.ipynb", "summary.json", "provenance.json"])
+def test_a_missing_run_record_is_made_again_by_the_plain_command(smoke_run, tool_env, name):
+    """A killed forced re-training leaves a cell without its record (Snakemake removes a job's outputs when it
+    starts) while the tables and the report still stand: the plain command must re-make it."""
+    path = smoke_run / "results" / "runs" / CELLS[0] / name
+    kept = path.with_name(f"kept-{name}")
+    path.rename(kept)
+    try:
+        plan = planned(snakemake(smoke_run, smoke_run, "-n", env=tool_env))
+    finally:
+        kept.rename(path)
+    assert plan == {"train_cell": 1, "cell_page": 1, **AFTER_TABLES}, plan
+
+
 def test_cache_size_the_cluster_memory_request_counts_is_the_prepared_cache(repo, smoke_run):
     from carcolor import config as cfgmod
     from carcolor import workflow as wf

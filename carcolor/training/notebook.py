@@ -2,7 +2,8 @@
 
 The executed copy is the cell's literate record. papermill saves it after every notebook cell, so
 it is written under a temporary name and renamed when the run succeeds: `train.ipynb` is never a
-half-run notebook. A failed run keeps its notebook as `train.failed.ipynb` and ends with one line
+half-run notebook. The kernel dies with the job, whatever kills it, and keeps its connection file
+under .snakemake/ (carcolor.kernels). A failed run keeps its notebook as `train.failed.ipynb` and ends with one line
 naming the error (the full traceback is in that notebook and in the log).
 
 Every cell is its own process and notebook kernel, so nothing torch.compile compiled in one cell is
@@ -20,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import grid
+from .. import grid, kernels
 from ..defaults import REPO
 from . import gpus
 
@@ -58,14 +59,30 @@ def run_cell(template: str | Path, output: str | Path, params: dict, *, log_outp
     failed = output.with_name(output.stem + ".failed.ipynb")
     failed.unlink(missing_ok=True)
     try:
-        papermill.execute_notebook(str(template), str(running), parameters=params, kernel_name="python3",
-                                   log_output=log_output, progress_bar=False)
+        with kernels.runtime_dir():  # the kernel dies with this job; its files stay under .snakemake/
+            papermill.execute_notebook(str(template), str(running), parameters=params, kernel_name="python3",
+                                       log_output=log_output, progress_bar=False,
+                                       extra_arguments=kernels.kernel_arguments())
     except PapermillExecutionError as exc:
-        os.replace(running, failed)
-        evalue = " ".join(str(exc.evalue).split())
-        raise CellFailed(f"{exc.ename}: {evalue} (executed notebook: {failed})") from None
+        reason = f"{exc.ename}: {' '.join(str(exc.evalue).split())}"
+        kept = _keep(running, failed)
+        raise CellFailed(f"{reason} (executed notebook: {kept})" if kept else reason) from None
+    except OSError as exc:  # papermill could not save the notebook: the disk is full, say
+        running.unlink(missing_ok=True)
+        raise CellFailed(f"{type(exc).__name__}: {exc} (while saving the executed notebook)") from None
     os.replace(running, output)
     return output
+
+
+def _keep(running: Path, failed: Path) -> Path | None:
+    """The failed run's notebook under its name for the record, or None (and no partial file) when even
+    that rename fails."""
+    try:
+        os.replace(running, failed)
+        return failed
+    except OSError:
+        running.unlink(missing_ok=True)
+        return None
 
 
 def compile_cache_env(environ=None, workdir: str | Path = ".") -> dict[str, str]:

@@ -1,27 +1,45 @@
-"""Optimizers by name: `adam`, `adamax`, or any other torch.optim optimizer (case-insensitive)."""
+"""Optimizers by name: `adam`, `adamax`, or any other torch.optim optimizer the training loop can drive
+(case-insensitive)."""
 from __future__ import annotations
+
+import inspect
 
 # Names answered without importing torch, so that validating a config stays fast.
 COMMON = {"adam": "Adam", "adamax": "Adamax", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop",
           "nadam": "NAdam", "radam": "RAdam", "adagrad": "Adagrad", "adadelta": "Adadelta"}
 
 
-def available() -> dict[str, str]:
-    """Lower-case name -> torch.optim class name, for every optimizer torch.optim provides."""
+def _all() -> dict[str, type]:
     import torch.optim
 
-    return {name.lower(): name for name in dir(torch.optim)
+    return {name.lower(): getattr(torch.optim, name) for name in dir(torch.optim)
             if isinstance(getattr(torch.optim, name), type)
-            and issubclass(getattr(torch.optim, name), torch.optim.Optimizer)
-            and name != "Optimizer"}
+            and issubclass(getattr(torch.optim, name), torch.optim.Optimizer) and name != "Optimizer"}
+
+
+def needs_closure(cls: type) -> bool:
+    """Whether an optimizer's step requires a closure that re-evaluates the loss (LBFGS does): the
+    training loop takes one plain step per batch, so it cannot drive such an optimizer."""
+    closure = inspect.signature(cls.step).parameters.get("closure")
+    return closure is not None and closure.default is inspect.Parameter.empty
+
+
+def available() -> dict[str, str]:
+    """Lower-case name -> torch.optim class name, for every optimizer the training loop can drive."""
+    return {name: cls.__name__ for name, cls in _all().items() if not needs_closure(cls)}
 
 
 def check_optimizer(name: str) -> None:
+    """Raise ValueError naming the valid choices when `name` is no optimizer the loop can drive."""
     if name.lower() in COMMON:
         return
-    names = available()
-    if name.lower() not in names:
-        raise ValueError(f"unknown optimizer {name!r}. Valid: {', '.join(sorted(names))}.")
+    every = _all()
+    if name.lower() in every and needs_closure(every[name.lower()]):
+        raise ValueError(f"optimizer {name!r} (torch.optim.{every[name.lower()].__name__}) needs a closure that "
+                         f"re-evaluates the loss at every step, and the training loop takes one plain step per "
+                         f"batch: choose another. Valid: {', '.join(sorted(available()))}.")
+    if name.lower() not in every:
+        raise ValueError(f"unknown optimizer {name!r}. Valid: {', '.join(sorted(available()))}.")
 
 
 def build_optimizer(name: str, params, *, lr: float, weight_decay: float = 0.0, **kwargs):

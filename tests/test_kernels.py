@@ -1,0 +1,82 @@
+"""A notebook kernel dies with the job that started it, and leaves no file outside .snakemake/."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+from carcolor import kernels
+
+
+def _slow_notebook(path: Path) -> None:
+    """Parameters, then a chunk that records the kernel's pid and writes a file every 0.1 s for a minute."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("out_dir = None\n" + "".join(
+        f"{name} = None\n" for name in ("arch", "optimizer", "seed", "settings", "prepared")))
+    params.metadata["tags"] = ["parameters"]
+    work = nbformat.v4.new_code_cell(
+        "import os, time\nfrom pathlib import Path\n"
+        "Path(out_dir, 'kernel.pid').write_text(str(os.getpid()))\n"
+        "for i in range(600):\n    Path(out_dir, 'beat').write_text(str(time.time()))\n    time.sleep(0.1)\n")
+    nb.cells = [params, work]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # a zombie (not reaped by its dead parent's reaper yet) is gone too
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
+                return True
+        except (FileNotFoundError, IndexError):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_killed_job_takes_its_kernel_with_it_at_once(tmp_path, tool_env):
+    notebook = tmp_path / "slow.ipynb"
+    _slow_notebook(notebook)
+    run = tmp_path / "results" / "runs" / "a-o-s0"
+    before = set(Path("/tmp").glob("tmp*.json"))
+    job = subprocess.Popen([sys.executable, "-m", "carcolor", "train-cell", "--notebook", str(notebook),
+                            "--out", str(run / "train.ipynb"), "--arch", "a", "--optimizer", "o", "--seed", "0",
+                            "--prepared", ".", "--settings", json.dumps({"device": "cpu"})],
+                           cwd=tmp_path, env=tool_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)  # its own group, as Snakemake's job would have
+    try:
+        deadline = time.time() + 120
+        while not (run / "kernel.pid").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        kernel = int((run / "kernel.pid").read_text())
+        files = [p for p in (tmp_path / kernels.RUNTIME_DIR).rglob("*.json")]
+        assert files, "the kernel's connection file is under .snakemake/carcolor-kernels"
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)  # Snakemake's process group killed, the kernel's session not
+        job.wait()
+    assert _gone(kernel, within=0.5), "the kernel outlived its job"
+    beat = (run / "beat").stat().st_mtime
+    time.sleep(0.5)
+    assert (run / "beat").stat().st_mtime == beat, "the kernel kept writing after its job was killed"
+    assert set(Path("/tmp").glob("tmp*.json")) <= before, "a connection file was left in /tmp"
+
+
+def test_the_next_job_removes_the_runtime_files_of_dead_ones(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / kernels.RUNTIME_DIR / str(dead.pid)
+    stale.mkdir(parents=True)
+    (stale / "tmp123.json").write_text("{}")
+    with kernels.runtime_dir(tmp_path) as mine:
+        assert mine.name == str(os.getpid()) and mine.is_dir()
+        assert not stale.exists()
+    assert not mine.exists()
