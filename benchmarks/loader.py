@@ -42,6 +42,7 @@ import torch  # noqa: E402
 from carcolor import defaults  # noqa: E402
 from carcolor.training import models, optimizers as optim  # noqa: E402
 from carcolor.data import prepare  # noqa: E402
+from carcolor.data.cache import load_prepared  # noqa: E402
 from carcolor.data import synth  # noqa: E402
 from carcolor.training import train as cctrain  # noqa: E402
 from carcolor.training.batches import MEAN, STD, CachedBatches, TrainPreset  # noqa: E402
@@ -207,7 +208,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     keeps = cctrain.keep_freed_memory()  # as carcolor.training.train.run does on the CPU; process-wide, so for all loops
     cache, folder = build_data(Path(args.data_dir), args.size, args.smoke)
-    data = prepare.load_prepared(cache)
+    data = load_prepared(cache)
     n_classes = len(data["classes"])
     device = torch.device(args.device)
     dataset, loader = image_folder_loader(folder, args.size, args.batch_size, args.workers, pin=device.type == "cuda")
