@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import atomic
 from .dvm import ImageReader, members
 from .selection import DataError
 
@@ -231,9 +232,7 @@ class SplitDecoder:
             os.fsync(fd)  # rows written by the workers reach the disk before the state says so
         finally:
             os.close(fd)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state))
-        os.replace(tmp, self.state_path)
+        atomic.write_text(self.state_path, json.dumps(self.state))
 
     def _items(self, ci: int, pairs: list[tuple[int, int]]):
         pool = self.pools[ci]
