@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score
 
 from carcolor import defaults
 from carcolor.analysis import tables
-from carcolor.training import loop, train
+from carcolor.training import loop, runtime, train
 from tests import training
 
 METRIC_COLUMNS = ["loss", "f1_macro", "accuracy"]
@@ -329,6 +329,22 @@ def test_unknown_and_missing_training_settings_are_named():
     with pytest.raises(ValueError) as err:
         train.TrainConfig.for_cell(arch="mobilenet_v1", optimizer="adam", seed=0, settings=settings)
     assert "unknown mixup, warmup_epochs, missing epochs" in str(err.value)
+
+
+def test_on_cuda_the_data_are_placed_again_with_the_measured_step(monkeypatch):
+    """After the warm-up, data_on_device 'auto' is decided again with the training step's measured memory
+    (no GPU needed: the device's free memory is given)."""
+    gb = 10**9
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (int(39.5 * gb), 80 * gb))
+    rt = runtime.Runtime(torch.device("cuda"), torch.bfloat16, True, True, True)
+    logged = []
+    placed = train._place_data(rt, training.config(), int(18.2 * gb), 20 * gb, logged.append)
+    assert placed.data_on_device is False and "on the device: False" in logged[0]
+    assert train._place_data(rt, training.config(), int(18.2 * gb), 10 * gb, logged.append).data_on_device is True
+    assert train._place_data(rt, training.config(), int(18.2 * gb), None, logged.append).data_on_device is False
+    assert train._place_data(rt, training.config(data_on_device=True), 0, None, logged.append) is rt
+    cpu = runtime.Runtime(torch.device("cpu"), None, False, False, True)
+    assert train._place_data(cpu, training.config(), 0, None, logged.append) is cpu and len(logged) == 3
 
 
 def test_the_notebook_run_by_hand_trains_the_first_cell_of_the_defaults():
