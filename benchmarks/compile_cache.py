@@ -50,14 +50,14 @@ def child(args) -> dict:
     from torch._dynamo.utils import counters
 
     from carcolor.training import models
-    from carcolor.training import train as cctrain
+    from carcolor.training import optimizers
     if args.threads:
         torch.set_num_threads(args.threads)
     import_s = time.perf_counter() - t_import
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = models.build_model(args.arch, 11).to(device, memory_format=torch.channels_last)
-    kwargs, _ = cctrain.optimizer_settings("adam", {})
+    kwargs, _ = optimizers.optimizer_settings("adam", {})
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, **kwargs)
     step_model = torch.compile(model)
     amp = torch.bfloat16 if device.type == "cuda" else None

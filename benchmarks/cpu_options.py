@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from carcolor.training import models  # noqa: E402
-from carcolor.training import train as cctrain  # noqa: E402
+from carcolor.training import runtime  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,7 +154,7 @@ def allocator(args) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    keeps = False if args.no_keep_memory else cctrain.keep_freed_memory()
+    keeps = False if args.no_keep_memory else runtime.keep_freed_memory()
     print(f"{args.size} px, batch {args.batch_size}, {args.reps} rounds x {args.steps} steps; torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"{torch.backends.cpu.get_cpu_capability()}; glibc keeps freed memory: {keeps}", flush=True)

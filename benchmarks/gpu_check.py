@@ -16,7 +16,7 @@ One command, five parts, everything written to results/gpu_check/ (gpu_check.jso
 4. Training throughput of MobileNetV2 and MobileNetV1 at 224 px, batch 256, eager and compiled,
    exactly as a grid cell trains: random images in a device cache, `CachedBatches` (crop, flip,
    normalise on the GPU) and `train_one_epoch` (bf16 autocast, channels_last, foreach Adam). The
-   warm-up (`carcolor.training.train.warm_up`: compilation and cuDNN autotuning) is timed apart, then a few
+   warm-up (`carcolor.training.loop.warm_up`: compilation and cuDNN autotuning) is timed apart, then a few
    untimed steps, then >= 200 timed steps measured by the training loop's own clock. Compilation
    starts from an empty Inductor cache (the cost of the first cell of each architecture).
 5. A scaled paper grid through the real Snakefile: the 4 cells of experiments/paper.yaml's grid,
@@ -61,7 +61,7 @@ import yaml  # noqa: E402
 from carcolor import atomic  # noqa: E402
 from carcolor.training import optimizers as optim  # noqa: E402
 from carcolor.training import models  # noqa: E402
-from carcolor.training import train as cctrain  # noqa: E402
+from carcolor.training import loop, runtime  # noqa: E402
 from carcolor.training.batches import CachedBatches, TrainPreset, to_device  # noqa: E402
 
 GOAL_IMAGES_PER_S = 10_000  # MobileNetV2, 224 px, training, one H100 (DESIGN.md)
@@ -226,10 +226,10 @@ def measure_copy(device: torch.device, size: int, gigabytes: float, rounds: int 
     seconds = {name: [] for name in ways}
     for _ in range(rounds):
         for name, copy in ways.items():
-            cctrain._sync(device)
+            loop.sync(device)
             t = time.perf_counter()
             out = copy(host, device)
-            cctrain._sync(device)
+            loop.sync(device)
             seconds[name].append(time.perf_counter() - t)
             del out
     best = {name: min(s) for name, s in seconds.items()}
@@ -252,10 +252,10 @@ def measure(arch: str, mode: str, images: torch.Tensor, labels: torch.Tensor, ar
     """Warm-up as a cell does it (timed apart), untimed steps, then timed steps by the loop's own clock."""
     torch.manual_seed(0)
     compiled = mode == "compiled"
-    rt = cctrain.Runtime(device=device, amp_dtype=amp, compile=compiled, data_on_device=device.type == "cuda",
+    rt = runtime.Runtime(device=device, amp_dtype=amp, compile=compiled, data_on_device=device.type == "cuda",
                          channels_last=True)
     model = models.build_model(arch, N_CLASSES).to(device, memory_format=torch.channels_last)
-    kwargs, impl = cctrain.optimizer_settings("adam", {})
+    kwargs, impl = optim.optimizer_settings("adam", {})
     optimizer = optim.build_optimizer("adam", model.parameters(), lr=1e-3, **kwargs)
     criterion = torch.nn.CrossEntropyLoss()
     batches = CachedBatches(images, labels, batch_size=args.batch_size, device=device, shuffle=True, seed=0,
@@ -266,22 +266,22 @@ def measure(arch: str, mode: str, images: torch.Tensor, labels: torch.Tensor, ar
         step_model = torch.compile(model, **({"backend": "eager"} if device.type == "cpu" else {}))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    warm_up_s = cctrain.warm_up(model, step_model, criterion, rt, batch_size=args.batch_size, image_size=args.size)
+    warm_up_s = loop.warm_up(model, step_model, criterion, rt, batch_size=args.batch_size, image_size=args.size)
     source = stream(batches)
 
     def steps(n: int, timing: bool) -> dict:
-        return cctrain.train_one_epoch(step_model, criterion, optimizer, itertools.islice(source, n), rt,
+        return loop.train_one_epoch(step_model, criterion, optimizer, itertools.islice(source, n), rt,
                                        n_classes=N_CLASSES, timing=timing)
 
     first = steps(args.warmup, False)
     plain = steps(args.steps, False)
     timed = steps(args.breakdown_steps, True)
-    split = sum(timed[k] for k in cctrain.PHASES) or float("nan")
+    split = sum(timed[k] for k in loop.PHASES) or float("nan")
     row = {"arch": arch, "mode": mode, "warm_up_s": warm_up_s, "untimed_steps_s": first["seconds"],
            "timed_steps": args.steps, "images_per_s": plain["images_per_s"],
            "ms_per_step": 1000 * plain["seconds"] / args.steps,
            "images_per_s_breakdown_on": timed["images_per_s"], "optimizer_impl": impl,
-           **{f"{k[:-2]}_share": timed[k] / split for k in cctrain.PHASES},
+           **{f"{k[:-2]}_share": timed[k] / split for k in loop.PHASES},
            "peak_memory_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None}
     del step_model, model, optimizer, batches, source
     if compiled:

@@ -9,7 +9,7 @@ cache from it with carcolor.data.prepare, and links the cache's training images 
 tree (one folder per colour). Then, in this one process, on the same images, model, image size,
 batch size and number of steps, it times in turn, round after round:
 
-  carcolor            CachedBatches (uint8 cache, batch crop/flip/normalise) + carcolor.training.train's
+  carcolor            CachedBatches (uint8 cache, batch crop/flip/normalise) + carcolor.training.loop's
                       train step (channels_last, foreach optimizer), as a grid cell trains;
   folder+our-step     ImageFolder + PIL + transforms + DataLoader feeding that same train step;
   folder+plain-step   ImageFolder + PIL + transforms + DataLoader and the textbook loop
@@ -42,7 +42,9 @@ import torch  # noqa: E402
 from carcolor import defaults  # noqa: E402
 from carcolor.training import models, optimizers as optim  # noqa: E402
 from carcolor.data import prepare  # noqa: E402
+from carcolor.data.cache import load_prepared  # noqa: E402
 from carcolor.data import synth  # noqa: E402
+from carcolor.training import loop, runtime  # noqa: E402
 from carcolor.training import train as cctrain  # noqa: E402
 from carcolor.training.batches import MEAN, STD, CachedBatches, TrainPreset  # noqa: E402
 
@@ -136,7 +138,7 @@ def fresh_model(arch: str, n_classes: int, *, channels_last: bool):
 
 
 class OurStep:
-    """carcolor.training.train's step: train_one_epoch over `steps` batches, as a grid cell trains (eager).
+    """carcolor.training.loop's step: train_one_epoch over `steps` batches, as a grid cell trains (eager).
 
     Its time is the training loop's own clock (`seconds` of train_one_epoch: from the first batch to
     the last step, synchronised on CUDA), not the scoring and copies the loop does after it."""
@@ -144,15 +146,15 @@ class OurStep:
     def __init__(self, arch: str, n_classes: int, optimizer: str, device: str):
         cfg = cctrain.TrainConfig.for_cell(arch=arch, optimizer=optimizer, seed=0,
                                            settings={**defaults.defaults()["train"], "device": device})
-        self.rt = cctrain.resolve_runtime(cfg, 0)
+        self.rt = runtime.resolve_runtime(cfg, 0)
         self.model = fresh_model(arch, n_classes, channels_last=self.rt.channels_last).to(self.rt.device)
-        kwargs, self.impl = cctrain.optimizer_settings(optimizer, {})
+        kwargs, self.impl = optim.optimizer_settings(optimizer, {})
         self.optimizer = optim.build_optimizer(optimizer, self.model.parameters(), lr=1e-3, **kwargs)
         self.criterion = torch.nn.CrossEntropyLoss()
         self.n_classes = n_classes
 
     def __call__(self, batches, steps: int) -> float:
-        return cctrain.train_one_epoch(self.model, self.criterion, self.optimizer, itertools.islice(batches, steps),
+        return loop.train_one_epoch(self.model, self.criterion, self.optimizer, itertools.islice(batches, steps),
                                        self.rt, n_classes=self.n_classes, timing=False)["seconds"]
 
 
@@ -205,9 +207,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    keeps = cctrain.keep_freed_memory()  # as carcolor.training.train.run does on the CPU; process-wide, so for all loops
+    keeps = runtime.keep_freed_memory()  # as carcolor.training.train.run does on the CPU; process-wide, so for all loops
     cache, folder = build_data(Path(args.data_dir), args.size, args.smoke)
-    data = prepare.load_prepared(cache)
+    data = load_prepared(cache)
     n_classes = len(data["classes"])
     device = torch.device(args.device)
     dataset, loader = image_folder_loader(folder, args.size, args.batch_size, args.workers, pin=device.type == "cuda")

@@ -1,4 +1,4 @@
-"""Tests for carcolor.data.download against a local HTTP server on 127.0.0.1 only."""
+"""Tests for carcolor.data.download and carcolor.data.transfer against a local HTTP server on 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from urllib.error import URLError
 import pytest
 
 from carcolor.data import download as dl
+from carcolor.data import transfer
 def _make_archive() -> bytes:
     """A real zip (stored, so it stays about 3 MB) filled with seeded random bytes."""
     rng = random.Random(19586296)
@@ -113,14 +114,14 @@ def server():
 
 @pytest.fixture(autouse=True)
 def _no_retry_delay(monkeypatch):
-    monkeypatch.setattr(dl, "RETRY_DELAY_S", 0.0)
+    monkeypatch.setattr(transfer, "RETRY_DELAY_S", 0.0)
 
 
 def _get(url, dest, **kw):
     kw.setdefault("progress", False)
     kw.setdefault("chunk_size", CHUNK)
     kw.setdefault("timeout", 5.0)
-    return dl.download(url, dest, **kw)
+    return transfer.download(url, dest, **kw)
 
 
 def _assert_complete(dest: Path, record: dict):
@@ -132,7 +133,7 @@ def _assert_complete(dest: Path, record: dict):
     assert not Path(str(dest) + ".part").exists()
 
 
-def _assert_one_line_failure(err: dl.DownloadError, url: str, dest: Path):
+def _assert_one_line_failure(err: transfer.DownloadError, url: str, dest: Path):
     msg = str(err)
     assert "\n" not in msg and "\r" not in msg
     assert url in msg and str(dest) in msg and "by hand" in msg
@@ -206,7 +207,7 @@ def test_retries_exhausted_keeps_part_for_later(server, tmp_path):
     srv = server.http
     srv.cut = {"always": 400_000}
     dest = tmp_path / "archive.zip"
-    with pytest.raises(dl.DownloadError) as exc:
+    with pytest.raises(transfer.DownloadError) as exc:
         _get(server.url, dest, retries=1)
     _assert_one_line_failure(exc.value, server.url, dest)
     assert "2 attempts" in str(exc.value)
@@ -223,7 +224,7 @@ def test_retries_exhausted_keeps_part_for_later(server, tmp_path):
 def test_404_is_one_line_and_not_retried(server, tmp_path):
     dest = tmp_path / "data" / "dvm" / "resized_DVM_v2.zip"
     url = server.base + "/missing"
-    with pytest.raises(dl.DownloadError) as exc:
+    with pytest.raises(transfer.DownloadError) as exc:
         _get(url, dest, retries=3)
     _assert_one_line_failure(exc.value, url, dest)
     assert "HTTP 404 Not Found" in str(exc.value)
@@ -235,7 +236,7 @@ def test_404_is_one_line_and_not_retried(server, tmp_path):
 def test_500_is_retried_then_fails(server, tmp_path):
     dest = tmp_path / "archive.zip"
     url = server.base + "/error"
-    with pytest.raises(dl.DownloadError) as exc:
+    with pytest.raises(transfer.DownloadError) as exc:
         _get(url, dest, retries=2)
     _assert_one_line_failure(exc.value, url, dest)
     assert "HTTP 500" in str(exc.value)
@@ -248,7 +249,7 @@ def test_connection_refused(tmp_path):
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/archive.zip"
     dest = tmp_path / "archive.zip"
-    with pytest.raises(dl.DownloadError) as exc:
+    with pytest.raises(transfer.DownloadError) as exc:
         _get(url, dest, retries=1)
     _assert_one_line_failure(exc.value, url, dest)
     assert "refused" in str(exc.value)
@@ -262,10 +263,10 @@ def test_dns_failure_fails_at_once(monkeypatch, tmp_path):
         calls.append(req.full_url)
         raise URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
 
-    monkeypatch.setattr(dl, "urlopen", fake_urlopen)
+    monkeypatch.setattr(transfer, "urlopen", fake_urlopen)
     url = "https://ndownloader.figshare.com/files/34792453"
     dest = tmp_path / "resized_DVM_v2.zip"
-    with pytest.raises(dl.DownloadError) as exc:
+    with pytest.raises(transfer.DownloadError) as exc:
         _get(url, dest, retries=3)
     _assert_one_line_failure(exc.value, url, dest)
     assert "DNS" in str(exc.value) and "ndownloader.figshare.com" in str(exc.value)
@@ -274,10 +275,10 @@ def test_dns_failure_fails_at_once(monkeypatch, tmp_path):
 
 def test_not_enough_disk_space(server, tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(dl.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    monkeypatch.setattr(transfer.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
     dest = tmp_path / "archive.zip"
     Path(str(dest) + ".part").write_bytes(ARCHIVE[:100])
-    with pytest.raises(dl.DownloadError) as exc:
+    with pytest.raises(transfer.DownloadError) as exc:
         _get(server.url, dest)
     msg = str(exc.value)
     assert "\n" not in msg and str(len(ARCHIVE) - 100) in msg and "1000" in msg

@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from carcolor.data import dvm, prepare as prep
-from carcolor.data.prepare import DataError, choose_colours, prepare, split_by_advert
+from carcolor.data import decoding, dvm, selection
+from carcolor.data.cache import load_prepared
+from carcolor.data.prepare import prepare
+from carcolor.data.selection import DataError, choose_colours, split_by_advert
 from tests import dvmfake
 
 COLOURS = ["Black", "White", "Red"]
@@ -128,7 +130,7 @@ def test_without_a_test_split_train_and_val_are_as_before(reference, data):
     assert r["test"].shape == (0, SIZE, SIZE, 3) and r["test"].dtype == np.uint8 and len(r["test_labels"]) == 0
     assert info["n_test_per_colour"] == 0 and info["protocol"] == "val"
     assert info["images_per_split"] == {"train": 3 * N_TRAIN, "val": 3 * N_VAL, "test": 0}
-    loaded = prep.load_prepared(out)
+    loaded = load_prepared(out)
     assert loaded["test_images"].shape == (0, SIZE, SIZE, 3) and len(loaded["test_labels"]) == 0
     listed, _ = dvm.list_images([data["resized_zip"]])
     assert split_by_advert(listed, COLOURS, N_TRAIN, N_VAL, seed=3).equals(
@@ -164,7 +166,7 @@ def test_test_split_exact_counts_contents_and_no_advert_in_two_splits(with_test,
     # the test adverts come from the other end of the shuffled list: val is the val of no test split
     ref = _load(reference[0])["manifest"]
     assert m.loc[m.split == "val", "name"].tolist() == ref.loc[ref.split == "val", "name"].tolist()
-    loaded, before = prep.load_prepared(out), prep.load_prepared(reference[0])
+    loaded, before = load_prepared(out), load_prepared(reference[0])
     assert loaded["test_images"].shape[0] == len(loaded["test_labels"]) == 3 * N_TEST
     assert np.array_equal(loaded["test_labels"], r["test_labels"])
     assert loaded["fingerprint"] != before["fingerprint"]
@@ -175,11 +177,11 @@ def test_the_fingerprint_sees_the_test_pixels(with_test, tmp_path):
 
     out = tmp_path / "copy"
     shutil.copytree(with_test[0], out)
-    first = prep.load_prepared(out)["fingerprint"]
+    first = load_prepared(out)["fingerprint"]
     images = np.load(out / "test_images.npy")
     images[0] = 255 - images[0]
     np.save(out / "test_images.npy", images)
-    assert prep.load_prepared(out)["fingerprint"] != first
+    assert load_prepared(out)["fingerprint"] != first
 
 
 def test_unreadable_files_are_counted_and_replaced(reference, data):
@@ -226,7 +228,7 @@ def test_dataset_json_reports_what_the_report_needs(reference, data):
     assert "Unlisted" not in info["images_available_per_colour"]
     assert info["decode_images_per_s"] > 0 and info["decode_workers"] == 1
     assert info["cache_bytes"] == 3 * (N_TRAIN + N_VAL) * SIZE * SIZE * 3
-    loaded = prep.load_prepared(out)
+    loaded = load_prepared(out)
     assert loaded["classes"] == COLOURS and loaded["train_images"].shape[0] == 3 * N_TRAIN
 
 
@@ -320,12 +322,12 @@ def test_an_advert_under_two_colours_stays_in_one_split():
     out = pd.DataFrame({"adv_id": ["s", "s", "s", "t", "t", "u"], "label": [1, 0, 2, 0, 1, 0],
                         "split": pd.Categorical(["test", "val", "train", "test", "train", "train"],
                                                 categories=SPLITS)})
-    kept = prep._one_split_per_advert(out)
+    kept = selection._one_split_per_advert(out)
     assert kept[["adv_id", "split"]].astype(str).values.tolist() == [["s", "val"], ["t", "test"], ["u", "train"]]
     kept["rank"] = 0
     with pytest.raises(DataError, match=r"colour 'Black': only 1 test images are left once adverts shared with "
                                         r"another colour's val split are removed; lower n_test_per_colour\."):
-        prep._check_pools(kept.assign(label=[1, 0, 1]), ["Black", "White"], {"train": 0, "val": 0, "test": 2})
+        selection._check_pools(kept.assign(label=[1, 0, 1]), ["Black", "White"], {"train": 0, "val": 0, "test": 2})
 
 
 # --------------------------------------------------------------------------- colour choice and errors
@@ -385,9 +387,9 @@ class _Interrupt(Exception):
 
 @pytest.mark.parametrize("fail_after", [2, 15, 16, 21])  # first pass, before and inside refills, val
 def test_interrupted_preparation_resumes(reference, data, tmp_path, monkeypatch, fail_after):
-    monkeypatch.setattr(prep, "CHUNK", 4)
-    monkeypatch.setattr(prep, "CHECKPOINT_S", 0.0)
-    real = prep._decode_task
+    monkeypatch.setattr(decoding, "CHUNK", 4)
+    monkeypatch.setattr(decoding, "CHECKPOINT_S", 0.0)
+    real = decoding._decode_task
     calls = {"n": 0, "images": 0, "fail_after": fail_after}
 
     def flaky(task):
@@ -397,7 +399,7 @@ def test_interrupted_preparation_resumes(reference, data, tmp_path, monkeypatch,
         calls["images"] += len(task[2])
         return real(task)
 
-    monkeypatch.setattr(prep, "_decode_task", flaky)
+    monkeypatch.setattr(decoding, "_decode_task", flaky)
     sources = [data["resized_zip"], data["fronts_tree"]]
     with pytest.raises(_Interrupt):
         prepare(sources, tmp_path, workers=1, **ARGS)
@@ -421,9 +423,9 @@ def test_interrupted_preparation_resumes(reference, data, tmp_path, monkeypatch,
 
 
 def test_interrupted_in_the_test_split_resumes(with_test, data, tmp_path, monkeypatch):
-    monkeypatch.setattr(prep, "CHUNK", 4)
-    monkeypatch.setattr(prep, "CHECKPOINT_S", 0.0)
-    real, calls = prep._decode_task, {"test": 0}
+    monkeypatch.setattr(decoding, "CHUNK", 4)
+    monkeypatch.setattr(decoding, "CHECKPOINT_S", 0.0)
+    real, calls = decoding._decode_task, {"test": 0}
 
     def flaky(task):
         if task[0].endswith("test_images.npy"):
@@ -432,12 +434,12 @@ def test_interrupted_in_the_test_split_resumes(with_test, data, tmp_path, monkey
                 raise _Interrupt
         return real(task)
 
-    monkeypatch.setattr(prep, "_decode_task", flaky)
+    monkeypatch.setattr(decoding, "_decode_task", flaky)
     sources = [data["resized_zip"], data["fronts_tree"]]
     with pytest.raises(_Interrupt):
         prepare(sources, tmp_path, workers=1, **WITH_TEST)
     assert (tmp_path / ".work" / "test_state.json").exists()
-    monkeypatch.setattr(prep, "_decode_task", real)
+    monkeypatch.setattr(decoding, "_decode_task", real)
     info = prepare(sources, tmp_path, workers=1, **WITH_TEST)
     assert 3 * (N_TRAIN + N_VAL) < info["images_resumed"] < info["images"]
     got, ref = _load(tmp_path), _load(with_test[0])
@@ -448,8 +450,8 @@ def test_interrupted_in_the_test_split_resumes(with_test, data, tmp_path, monkey
 
 
 def test_changed_settings_start_afresh(data, tmp_path, monkeypatch):
-    monkeypatch.setattr(prep, "CHUNK", 4)
-    real, calls = prep._decode_task, {"n": 0}
+    monkeypatch.setattr(decoding, "CHUNK", 4)
+    real, calls = decoding._decode_task, {"n": 0}
 
     def flaky(task):
         calls["n"] += 1
@@ -457,10 +459,10 @@ def test_changed_settings_start_afresh(data, tmp_path, monkeypatch):
             raise _Interrupt
         return real(task)
 
-    monkeypatch.setattr(prep, "_decode_task", flaky)
+    monkeypatch.setattr(decoding, "_decode_task", flaky)
     with pytest.raises(_Interrupt):
         prepare([data["resized_zip"]], tmp_path, workers=1, **ARGS)
-    monkeypatch.setattr(prep, "_decode_task", real)
+    monkeypatch.setattr(decoding, "_decode_task", real)
     info = prepare([data["resized_zip"]], tmp_path, workers=1, **(ARGS | {"seed": 5}))
     assert info["images_resumed"] == 0
 
@@ -477,14 +479,14 @@ def _jpeg(img: Image.Image) -> Image.Image:
 
 def test_decode_fits_on_white_and_uses_the_draft():
     img = Image.new("RGB", (300, 150), (200, 30, 30))
-    out = prep.decode(_jpeg(img), 64)
+    out = decoding.decode(_jpeg(img), 64)
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
     assert (out[:8] > 245).all() and (out[-8:] > 245).all()  # white bars above and below
     assert np.abs(out[32, 32].astype(int) - (200, 30, 30)).max() < 8
     square = _jpeg(Image.new("RGB", (300, 300), (20, 120, 220)))
-    assert prep.decode(square, 224).shape == (224, 224, 3)
+    assert decoding.decode(square, 224).shape == (224, 224, 3)
     with pytest.raises(OSError):
-        prep.decode(Image.open(io.BytesIO(dvmfake.truncated())), 32)
+        decoding.decode(Image.open(io.BytesIO(dvmfake.truncated())), 32)
 
 
 def _die(task):
@@ -497,7 +499,7 @@ def _die(task):
 def test_a_dead_worker_fails_the_run_instead_of_hanging_it(data, tmp_path, monkeypatch):
     from concurrent.futures.process import BrokenProcessPool
 
-    monkeypatch.setattr(prep, "_decode_task", _die)  # the forked workers inherit it
+    monkeypatch.setattr(decoding, "_decode_task", _die)  # the forked workers inherit it
     with pytest.raises(BrokenProcessPool):
         prepare([data["resized_zip"]], tmp_path, workers=2, **ARGS)
     monkeypatch.undo()

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from carcolor.data.synth import COLOURS, LOOKALIKE_GROUPS, MAKERS, generate
+from carcolor.data.colours import COLOURS, LOOKALIKE_GROUPS
+from carcolor.data.synth import MAKERS, generate
 
 ALL = list(COLOURS)
 ID_RE = re.compile(r"\d+_\d+")

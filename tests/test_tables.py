@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from carcolor.analysis import claims, tables
+
 KEYS = {"cell": "m-adam-s0", "arch": "m", "optimizer": "adam", "seed": 0}
+CONFIG = {"pretrained": False, "hflip": True, "crop_padding": 4, "label_smoothing": 0.0, "weight_decay": 0.0}
 
 
 def _metrics(val_f1, seconds=(10.0, 12.0)):
@@ -23,8 +25,9 @@ def _metrics(val_f1, seconds=(10.0, 12.0)):
 
 
 def test_summary_picks_best_and_final_epoch():
-    info = {**KEYS, "params": 10, "macs": 20, "image_size": 32, "batch_size": 10, "lr": 0.1,
-            "train_images": 105, "device": "cpu (2 threads)"}
+    info = {**KEYS, "params": 10, "macs": 20, "image_size": 32, "batch_size": 10, "lr": 0.1, "train_images": 105,
+            "test_images": 0, "device": "cpu (2 threads)", "selected_epoch": 2, "score_split": "val",
+            "warm_up_s": 0.5, "config": CONFIG}
     row = tables.summarise(_metrics([0.2, 0.6, 0.5]), info)
     assert row["best_val_f1_macro"] == 0.6 and row["best_epoch"] == 2
     assert row["final_val_f1_macro"] == 0.5 and row["final_val_loss"] == pytest.approx(2 / 3)
@@ -51,8 +54,10 @@ def _hand_made(val_f1=(0.2, 0.6, 0.6, 0.5), val_loss=(1.0, 0.8, 0.9, 0.6), keys=
     return pd.DataFrame(rows)
 
 
+# summary.json as training writes it; epochs 2 and 3 tie on val: training chose the earliest
 INFO = {**KEYS, "params": 10, "macs": 20, "image_size": 32, "batch_size": 10, "lr": 0.1, "train_images": 105,
-        "device": "cpu (2 threads)", "test_images": 24}
+        "device": "cpu (2 threads)", "test_images": 24, "selected_epoch": 2, "score_split": "test", "warm_up_s": 0.5,
+        "config": CONFIG}
 
 
 def test_summary_scores_the_test_split_at_the_epoch_chosen_on_val():
@@ -72,7 +77,7 @@ def test_summary_scores_the_test_split_at_the_epoch_chosen_on_val():
 
 
 def test_summary_without_a_test_split_scores_val():
-    row = tables.summarise(_hand_made(test=False), {**INFO, "test_images": 0})
+    row = tables.summarise(_hand_made(test=False), {**INFO, "test_images": 0, "score_split": "val"})
     assert row["score_split"] == "val" and row["best_epoch"] == 2
     assert (row["score_f1_macro"], row["score_accuracy"], row["score_loss"]) == pytest.approx((0.6, 0.61, 0.8))
     assert row["score_f1_macro"] == row["best_val_f1_macro"] and row["test_images"] == 0
@@ -87,7 +92,7 @@ def test_optimizer_step_time_is_unknown_without_the_timing_breakdown():
 
 def test_per_class_and_confusion_are_complete():
     preds = pd.DataFrame({"split": "test", "label": [0, 0, 1, 2, 2, 2], "pred": [0, 1, 1, 2, 2, 0]})
-    scores, confusion = tables.per_class(preds, ["Red", "Blue", "Grey"], KEYS)
+    scores, confusion = tables.per_class(preds, ["Red", "Blue", "Grey"], INFO)
     assert (scores["split"] == "test").all() and (confusion["split"] == "test").all()
     assert list(scores.columns[:6]) == tables.KEYS + ["split", "colour"]
     assert list(scores["colour"]) == ["Red", "Blue", "Grey"]
@@ -112,14 +117,15 @@ def test_dataset_table_counts_images_and_adverts_in_class_order():
 def _write_run(run_dir, keys, metrics, labels):
     run_dir.mkdir(parents=True)
     metrics.to_csv(run_dir / "metrics.csv", index=False)
-    (run_dir / "summary.json").write_text(json.dumps({**INFO, **keys, "score_split": "test", "selected_epoch": 2}))
+    (run_dir / "summary.json").write_text(json.dumps({**INFO, **keys}))
     preds = pd.DataFrame({"split": "test", "epoch": 2, "row": range(len(labels)), "label": labels,
                           "pred": labels[::-1]})
     preds.to_csv(run_dir / "predictions.csv", index=False)
     (run_dir / "provenance.json").write_text(json.dumps({
         "cell": keys["cell"], "started": "2026-01-01T10:00:00+00:00", "ended": "2026-01-01T10:01:00+00:00",
         "host": "node-7", "cpu": {"model": "Some CPU", "cores": 8, "usable": 2},
-        "gpu": {"name": "NVIDIA H100 80GB HBM3", "memory_gib": 79.1, "driver": "550.54.15"},
+        "gpu": {"name": "NVIDIA H100 80GB HBM3", "memory_gib": 79.1, "driver": "550.54.15"}, "python": "3.11.2",
+        "platform": "Linux-6.1-x86_64", "inductor_cache": "/work/data/cache/inductor",
         "torch": "2.14.1", "cuda": "13.0", "cudnn": 92400, "git_commit": "ab" * 20, "git_tracked_changes": False,
         "locked": {"lock": "requirements.lock", "matches": False,
                    "differences": [{"package": "numpy", "locked": "2.4.6", "installed": "2.4.5"}]},
@@ -167,6 +173,36 @@ def test_collect_writes_every_table_and_one_seed_decides_nothing(tmp_path):
 
 def test_collect_names_a_missing_run(tmp_path):
     (tmp_path / "prepared").mkdir()
-    (tmp_path / "prepared" / "dataset.json").write_text(json.dumps({"colours": ["Red"]}))
+    (tmp_path / "prepared" / "dataset.json").write_text(json.dumps({"colours": ["Red"], "protocol": "test"}))
     with pytest.raises(FileNotFoundError, match="forcerun"):
         tables.collect([tmp_path / "runs" / "x"], tmp_path / "prepared", tmp_path / "tables")
+
+
+def test_the_chosen_epoch_and_the_score_split_are_the_ones_training_recorded():
+    """No rule of its own: the summary row follows summary.json's selected_epoch and score_split."""
+    assert set(INFO) == set(tables.RUN_NEEDS)  # summarise reads nothing else of summary.json
+    row = tables.summarise(_hand_made(), {**INFO, "selected_epoch": 3})
+    assert row["best_epoch"] == 3 and row["best_val_f1_macro"] == 0.6
+    assert (row["score_f1_macro"], row["score_loss"]) == pytest.approx((0.3, 13.0))  # test at epoch 3
+    row = tables.summarise(_hand_made(), {**INFO, "score_split": "val"})
+    assert row["score_split"] == "val" and row["score_f1_macro"] == row["best_val_f1_macro"]
+
+
+def test_an_older_results_folder_is_named_with_the_command_that_remakes_it(tmp_path, capsys):
+    from carcolor import command
+
+    prepared, run = tmp_path / "prepared", tmp_path / "runs" / KEYS["cell"]
+    prepared.mkdir()
+    (prepared / "dataset.json").write_text(json.dumps({"colours": ["Red", "Blue"], "protocol": "test"}))
+    _write_run(run, KEYS, _hand_made(), np.array([0, 1]))
+    old = {k: v for k, v in INFO.items() if k not in ("selected_epoch", "score_split")}
+    (run / "summary.json").write_text(json.dumps(old))
+    args = ["--runs", str(run), "--prepared", str(prepared), "--out", str(tmp_path / "tables")]
+    assert command.main("carcolor.analysis.tables", args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(run / "summary.json") in err and "selected_epoch, score_split" in err
+    assert f"snakemake --cores all --forcerun {run / 'train.ipynb'}" in err
+    (prepared / "dataset.json").write_text(json.dumps({"colours": ["Red", "Blue"]}))
+    assert command.main("carcolor.analysis.tables", args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "dataset.json lacks protocol" in err and "--forcerun prepare_dataset" in err

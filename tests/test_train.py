@@ -14,59 +14,31 @@ from sklearn.metrics import f1_score
 
 from carcolor import defaults
 from carcolor.analysis import tables
-from carcolor.training import train
-CLASSES = ["Black", "White", "Red", "Blue"]
+from carcolor.training import loop, runtime, train
+from tests import training
+
 METRIC_COLUMNS = ["loss", "f1_macro", "accuracy"]
-
-
-def _data(n_per_class: int = 16, n_val_per_class: int = 4, size: int = 32, seed: int = 0,
-          n_test_per_class: int = 0) -> dict:
-    """4 classes x 16 training images at 32 px, each class a noisy flat colour; the test split, when
-    asked for, is drawn after the others, so train and val are the same with or without it."""
-    rng = np.random.default_rng(seed)
-    palette = np.array([[20, 20, 20], [235, 235, 235], [200, 30, 30], [30, 40, 200]])
-
-    def split(n):
-        labels = np.repeat(np.arange(len(CLASSES)), n)
-        images = palette[labels][:, None, None, :] + rng.integers(-20, 21, (len(labels), size, size, 3))
-        return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.int64)
-
-    train_images, train_labels = split(n_per_class)
-    val_images, val_labels = split(n_val_per_class)
-    data = {"train_images": train_images, "train_labels": train_labels, "val_images": val_images,
-            "val_labels": val_labels, "classes": CLASSES, "info": {}}
-    if n_test_per_class:
-        data["test_images"], data["test_labels"] = split(n_test_per_class)
-    return data
-
-
-def _cfg(**train_settings) -> train.TrainConfig:
-    """The default config's training settings with these changed (threads 2 unless given), cell mobilenet_v1-adam-s0."""
-    settings = {**defaults.defaults()["train"], "epochs": 2, "batch_size": 16, "eval_batch_size": 64, "lr": 0.002,
-                "threads": 2, **train_settings}
-    return train.TrainConfig.for_cell(arch=settings.pop("arch", "mobilenet_v1"),
-                                      optimizer=settings.pop("optimizer", "adam"), seed=0, settings=settings)
 
 
 @pytest.fixture(scope="module")
 def data():
-    return _data()
+    return training.cache()
 
 
 @pytest.fixture(scope="module")
 def reference(data, tmp_path_factory):
     """One uninterrupted 2-epoch run."""
     out = tmp_path_factory.mktemp("reference")
-    summary = train.run(_cfg(), data, out, log=lambda *a: None)
+    summary = train.run(training.config(), data, out, log=lambda *a: None)
     return out, summary, pd.read_csv(out / "metrics.csv")
 
 
 @pytest.fixture(scope="module")
 def with_test(tmp_path_factory):
     """The reference run's data plus a test split of 6 images per class, one uninterrupted run."""
-    data = _data(n_test_per_class=6)
+    data = training.cache(n_test_per_class=6)
     out = tmp_path_factory.mktemp("with_test")
-    summary = train.run(_cfg(), data, out, log=lambda *a: None)
+    summary = train.run(training.config(), data, out, log=lambda *a: None)
     return data, out, summary, pd.read_csv(out / "metrics.csv")
 
 
@@ -87,7 +59,8 @@ def _check_predictions(preds: pd.DataFrame, metrics: pd.DataFrame, labels: np.nd
     assert np.array_equal(preds["label"], labels) and preds["row"].tolist() == list(range(len(labels)))
     row = metrics[(metrics["split"] == split) & (metrics["epoch"] == epoch)].iloc[0]
     assert (preds["pred"] == preds["label"]).mean() == pytest.approx(row["accuracy"], abs=1e-12)
-    f1 = f1_score(preds["label"], preds["pred"], average="macro", labels=list(range(len(CLASSES))), zero_division=0)
+    f1 = f1_score(preds["label"], preds["pred"], average="macro", labels=list(range(len(training.CLASSES))),
+                  zero_division=0)
     assert f1 == pytest.approx(row["f1_macro"], abs=1e-12)
 
 
@@ -124,7 +97,7 @@ def test_a_test_split_is_scored_at_the_epoch_chosen_on_val(with_test):
     assert list(metrics[["epoch", "split"]].itertuples(index=False, name=None)) == [
         (1, "train"), (1, "val"), (1, "test"), (2, "train"), (2, "val"), (2, "test")]
     test, val = metrics[metrics["split"] == "test"], metrics[metrics["split"] == "val"]
-    assert test[list(train.PHASES)].isna().all().all() and test[METRIC_COLUMNS].notna().all().all()
+    assert test[list(loop.PHASES)].isna().all().all() and test[METRIC_COLUMNS].notna().all().all()
     assert (test["seconds"] > 0).all() and (test["images_per_s"] > 0).all()
     assert not np.array_equal(test["loss"].to_numpy(), val["loss"].to_numpy())  # other images, other loss
     preds = pd.read_csv(out / "predictions.csv")
@@ -154,20 +127,25 @@ def test_the_epoch_is_chosen_on_val_only_earliest_on_ties():
     assert chosen["pred"].tolist() == [2, 2, 2] and chosen["prob"].tolist() == [0.2, 0.2, 0.2]
 
 
-def test_an_empty_test_split_is_no_test_split(data):
-    empty = {**data, "test_images": data["val_images"][:0], "test_labels": data["val_labels"][:0]}
-    assert train.score_split(empty) == "val" and train.score_split(data) == "val"
-    assert train.score_split(_data(n_test_per_class=1)) == "test"
+def test_the_score_split_is_the_one_preparation_recorded(tmp_path):
+    """Training has no split rule of its own: it scores the split dataset.json's protocol names. Here
+    the data hold test images but the protocol says val: no test rows, val predictions."""
+    data = training.cache(n_test_per_class=2)
+    data["info"] = {**data["info"], "protocol": "val"}
+    summary = train.run(training.config(epochs=1), data, tmp_path, log=_quiet)
+    metrics, preds = pd.read_csv(tmp_path / "metrics.csv"), pd.read_csv(tmp_path / "predictions.csv")
+    assert summary["score_split"] == "val" and set(metrics["split"]) == {"train", "val"}
+    assert set(preds["split"]) == {"val"} and len(preds) == len(data["val_labels"])
 
 
 def test_resume_with_a_test_split_gives_the_uninterrupted_result(with_test, tmp_path, monkeypatch):
     data, out, _, uninterrupted = with_test
     _stop_after_epoch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
-        train.run(_cfg(), data, tmp_path, log=_quiet)
+        train.run(training.config(), data, tmp_path, log=_quiet)
     monkeypatch.undo()
     calls = _count_epochs(monkeypatch)
-    train.run(_cfg(), data, tmp_path, log=_quiet)
+    train.run(training.config(), data, tmp_path, log=_quiet)
     assert len(calls) == 1
     columns = ["epoch", "split"] + METRIC_COLUMNS
     pd.testing.assert_frame_equal(uninterrupted[columns], pd.read_csv(tmp_path / "metrics.csv")[columns],
@@ -176,7 +154,7 @@ def test_resume_with_a_test_split_gives_the_uninterrupted_result(with_test, tmp_
     assert (tmp_path / "predictions.csv").read_bytes() == (out / "predictions.csv").read_bytes()
     for name in ("metrics.csv", "predictions.csv", "summary.json"):  # Snakemake deletes them before a re-run
         (tmp_path / name).unlink()
-    train.run(_cfg(), data, tmp_path, log=_quiet)
+    train.run(training.config(), data, tmp_path, log=_quiet)
     assert len(calls) == 1  # the complete checkpoint is not trained again
     assert (tmp_path / "predictions.csv").read_bytes() == (out / "predictions.csv").read_bytes()
 
@@ -184,16 +162,16 @@ def test_resume_with_a_test_split_gives_the_uninterrupted_result(with_test, tmp_
 def test_timing_breakdown_adds_up(reference):
     _, _, metrics = reference
     tr = metrics[metrics["split"] == "train"]
-    parts = tr[list(train.PHASES)].sum(axis=1)
-    assert (tr[list(train.PHASES)] >= 0).all().all()
+    parts = tr[list(loop.PHASES)].sum(axis=1)
+    assert (tr[list(loop.PHASES)] >= 0).all().all()
     assert np.allclose(parts, tr["seconds"], rtol=0.05, atol=0.02), (parts.tolist(), tr["seconds"].tolist())
-    assert metrics.loc[metrics["split"] == "val", list(train.PHASES)].isna().all().all()
+    assert metrics.loc[metrics["split"] == "val", list(loop.PHASES)].isna().all().all()
     assert (metrics["seconds"] > 0).all() and (metrics["images_per_s"] > 0).all()
 
 
 def test_same_seed_same_metrics(reference, data, tmp_path):
     _, _, first = reference
-    train.run(_cfg(), data, tmp_path, log=_quiet)
+    train.run(training.config(), data, tmp_path, log=_quiet)
     again = pd.read_csv(tmp_path / "metrics.csv")
     pd.testing.assert_frame_equal(first[METRIC_COLUMNS], again[METRIC_COLUMNS])
 
@@ -202,14 +180,14 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_result(reference, 
     _, _, uninterrupted = reference
     _stop_after_epoch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
-        train.run(_cfg(), data, tmp_path, log=_quiet)
+        train.run(training.config(), data, tmp_path, log=_quiet)
     assert not (tmp_path / "metrics.csv").exists()
     monkeypatch.undo()
 
     epochs, logged = [], []
     one_epoch = train.train_one_epoch
     monkeypatch.setattr(train, "train_one_epoch", lambda *a, **k: epochs.append(1) or one_epoch(*a, **k))
-    train.run(_cfg(), data, tmp_path, log=logged.append)
+    train.run(training.config(), data, tmp_path, log=logged.append)
     assert len(epochs) == 1  # epoch 2 only
     assert "resuming after epoch 1" in logged[0]
     resumed = pd.read_csv(tmp_path / "metrics.csv")
@@ -237,12 +215,12 @@ def _count_epochs(monkeypatch) -> list:
 
 
 def test_a_finished_run_whose_notebook_died_is_not_trained_again(data, tmp_path, monkeypatch):
-    train.run(_cfg(), data, tmp_path, log=_quiet)
+    train.run(training.config(), data, tmp_path, log=_quiet)
     first = pd.read_csv(tmp_path / "metrics.csv")
     for name in ("metrics.csv", "predictions.csv", "summary.json"):  # Snakemake deletes them before a re-run
         (tmp_path / name).unlink()
     calls, logged = _count_epochs(monkeypatch), []
-    train.run(_cfg(), data, tmp_path, log=logged.append)
+    train.run(training.config(), data, tmp_path, log=logged.append)
     assert calls == [] and "all 2 epochs were trained already" in logged[0]
     again = pd.read_csv(tmp_path / "metrics.csv")
     pd.testing.assert_frame_equal(first, again)  # timings included: they come from the checkpoint
@@ -253,10 +231,10 @@ def test_a_finished_run_whose_notebook_died_is_not_trained_again(data, tmp_path,
 def test_a_checkpoint_of_another_run_is_not_resumed_and_says_why(data, tmp_path, monkeypatch, change, differs):
     _stop_after_epoch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
-        train.run(_cfg(threads=2), data, tmp_path, log=_quiet)
+        train.run(training.config(threads=2), data, tmp_path, log=_quiet)
     monkeypatch.undo()
     calls, logged = _count_epochs(monkeypatch), []
-    train.run(_cfg(**{"threads": 2, **change}), data, tmp_path, log=logged.append)
+    train.run(training.config(**{"threads": 2, **change}), data, tmp_path, log=logged.append)
     assert len(calls) == 2 and not any("resuming" in line for line in logged)
     assert "belongs to another run" in logged[0] and differs in logged[0], logged
 
@@ -264,32 +242,32 @@ def test_a_checkpoint_of_another_run_is_not_resumed_and_says_why(data, tmp_path,
 def test_other_data_or_code_is_not_resumed(data, tmp_path, monkeypatch):
     _stop_after_epoch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
-        train.run(_cfg(), {**data, "fingerprint": "aaaa"}, tmp_path, log=_quiet)
+        train.run(training.config(), {**data, "fingerprint": "aaaa"}, tmp_path, log=_quiet)
     monkeypatch.undo()
     logged = []
-    train.run(_cfg(), {**data, "fingerprint": "bbbb"}, tmp_path, log=logged.append)
+    train.run(training.config(), {**data, "fingerprint": "bbbb"}, tmp_path, log=logged.append)
     assert "differs in: data" in logged[0]
     _stop_after_epoch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
-        train.run(_cfg(), data, tmp_path / "code", log=_quiet)
+        train.run(training.config(), data, tmp_path / "code", log=_quiet)
     monkeypatch.undo()
     monkeypatch.setattr(train, "code_version", lambda: "edited")
     logged = []
-    train.run(_cfg(), data, tmp_path / "code", log=logged.append)
+    train.run(training.config(), data, tmp_path / "code", log=logged.append)
     assert "differs in: code" in logged[0]
 
 
 @pytest.mark.parametrize("optimizer, lr", [("adam", 1e6), ("sgd", 1e4)])
 def test_an_exploding_loss_stops_the_cell_whatever_the_optimizer(data, tmp_path, optimizer, lr):
     with pytest.raises(train.TrainingDiverged) as err:
-        train.run(_cfg(optimizer=optimizer, lr=lr, epochs=3), data, tmp_path, log=_quiet)
+        train.run(training.config(optimizer=optimizer, lr=lr, epochs=3), data, tmp_path, log=_quiet)
     msg = str(err.value)
     assert "diverged" in msg and "train.lr" in msg and "\n" not in msg
     assert not (tmp_path / "metrics.csv").exists()
 
 
 def test_check_loss_rule():
-    cfg = _cfg()
+    cfg = training.config()
     first = [{"split": "train", "epoch": 1, "loss": 1.5}]
     train.check_loss(1.3, 1, [], 4, cfg)  # near ln(4) = 1.39: fine
     train.check_loss(13.0, 2, first, 4, cfg)  # under 10 x 1.5
@@ -312,12 +290,12 @@ def test_two_processes_never_train_one_cell(data, tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(train.runlock.Locked, match="in use by another live process"):
-            train.run(_cfg(), data, tmp_path, log=_quiet)
+            train.run(training.config(), data, tmp_path, log=_quiet)
     finally:
         holder.kill()
         holder.wait()
     time.sleep(0.1)
-    train.run(_cfg(epochs=1), data, tmp_path, log=_quiet)  # the holder is dead: the lock is free
+    train.run(training.config(epochs=1), data, tmp_path, log=_quiet)  # the holder is dead: the lock is free
 
 
 def _poison_loss_from_step(monkeypatch, first_bad_step: int) -> None:
@@ -337,7 +315,7 @@ def _poison_loss_from_step(monkeypatch, first_bad_step: int) -> None:
 def test_nan_loss_raises_naming_the_epoch(data, tmp_path, monkeypatch, first_bad_step, epoch):
     _poison_loss_from_step(monkeypatch, first_bad_step)
     with pytest.raises(train.TrainingDiverged, match=rf"in epoch {epoch}\b") as err:
-        train.run(_cfg(epochs=3), data, tmp_path, log=_quiet)
+        train.run(training.config(epochs=3), data, tmp_path, log=_quiet)
     assert "mobilenet_v1-adam-s0" in str(err.value) and "train.lr" in str(err.value)
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False) if epoch > 1 else None
     assert not (tmp_path / "metrics.csv").exists()
@@ -353,6 +331,22 @@ def test_unknown_and_missing_training_settings_are_named():
     assert "unknown mixup, warmup_epochs, missing epochs" in str(err.value)
 
 
+def test_on_cuda_the_data_are_placed_again_with_the_measured_step(monkeypatch):
+    """After the warm-up, data_on_device 'auto' is decided again with the training step's measured memory
+    (no GPU needed: the device's free memory is given)."""
+    gb = 10**9
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (int(39.5 * gb), 80 * gb))
+    rt = runtime.Runtime(torch.device("cuda"), torch.bfloat16, True, True, True)
+    logged = []
+    placed = train._place_data(rt, training.config(), int(18.2 * gb), 20 * gb, logged.append)
+    assert placed.data_on_device is False and "on the device: False" in logged[0]
+    assert train._place_data(rt, training.config(), int(18.2 * gb), 10 * gb, logged.append).data_on_device is True
+    assert train._place_data(rt, training.config(), int(18.2 * gb), None, logged.append).data_on_device is False
+    assert train._place_data(rt, training.config(data_on_device=True), 0, None, logged.append) is rt
+    cpu = runtime.Runtime(torch.device("cpu"), None, False, False, True)
+    assert train._place_data(cpu, training.config(), 0, None, logged.append) is cpu and len(logged) == 3
+
+
 def test_the_notebook_run_by_hand_trains_the_first_cell_of_the_defaults():
     """No parameters: the first cell of experiments/config.yaml's grid, with its train section."""
     cfg = train.TrainConfig.for_cell()
@@ -363,124 +357,23 @@ def test_the_notebook_run_by_hand_trains_the_first_cell_of_the_defaults():
 
 
 def test_timing_off_leaves_the_breakdown_empty(data, tmp_path):
-    summary = train.run(_cfg(epochs=1, timing_breakdown=False, optimizer="adamax"), data, tmp_path, log=_quiet)
+    summary = train.run(training.config(epochs=1, timing_breakdown=False, optimizer="adamax"), data, tmp_path, log=_quiet)
     metrics = pd.read_csv(tmp_path / "metrics.csv")
-    assert metrics[list(train.PHASES)].isna().all().all() and (metrics["seconds"] > 0).all()
+    assert metrics[list(loop.PHASES)].isna().all().all() and (metrics["seconds"] > 0).all()
     assert summary["timing_breakdown"] is False and summary["optimizer_impl"] == "foreach"
 
 
-def test_runtime_on_the_cpu():
-    rt = train.resolve_runtime(_cfg(device="cpu"), 0)
-    assert rt.device.type == "cpu" and rt.amp_dtype is None and rt.compile is False
-    assert rt.data_on_device is False and rt.channels_last is True and rt.input_dtype == torch.float32
-    assert train.resolve_runtime(_cfg(device="cpu", compile=True, amp="bf16"), 0).compile is True
-    with pytest.raises(ValueError, match="amp"):
-        train.resolve_runtime(_cfg(device="cpu", amp="fp8"), 0)
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="cuda"):
-            train.resolve_runtime(_cfg(device="cuda"), 0)
-
-
-GB = 10**9
-
-
-def test_the_device_cache_leaves_room_for_the_training_step():
-    """The paper's cache (train + val, 18.2 GB) at batch 256, 224 px. A forward-hook count of
-    MobileNetV2's layer outputs gives 19.5 M values per image: about 10 GB at batch 256 in bf16 and
-    20 GB in fp32. On a 40 GB card (39.5 GB free) the cache fits beside the bf16 step but not beside
-    the fp32 one; on an 80 GB card beside both. The old rule (under half the free memory) put it on
-    the 40 GB card either way."""
-    cache = 18.2 * GB
-    for step, free, fits in [(20 * GB, 39.5 * GB, False), (10 * GB, 39.5 * GB, True),
-                             (20 * GB, 79.2 * GB, True), (10 * GB, 79.2 * GB, True)]:
-        assert train.device_cache_fits(cache, free_bytes=free, activation_bytes=step) is fits, (step, free)
-        assert cache < 0.5 * free  # what the old rule checked: always true here
-    # the margin counts: 18.2 + 20 GB fit 40 GB only without it
-    assert train.device_cache_fits(cache, free_bytes=39.5 * GB, activation_bytes=20 * GB, margin_bytes=0)
-    assert not train.device_cache_fits(19.9 * GB, free_bytes=21 * GB, activation_bytes=0)
-
-
-def test_resolve_runtime_places_the_cache_by_the_rule_on_cuda(monkeypatch):
-    """The CUDA branch of the decision, with the free memory and the step's memory given (no GPU needed)."""
-    monkeypatch.setattr(train.torch.cuda, "is_available", lambda: True)
-    cfg = _cfg()  # device, amp, compile and data_on_device: auto
-    on_40 = train.resolve_runtime(cfg, int(18.2 * GB), activation_bytes=20 * GB, free_bytes=int(39.5 * GB))
-    on_80 = train.resolve_runtime(cfg, int(18.2 * GB), activation_bytes=20 * GB, free_bytes=int(79.2 * GB))
-    assert on_40.device.type == "cuda" and on_40.amp_dtype == torch.bfloat16 and on_40.compile
-    assert on_40.data_on_device is False and on_80.data_on_device is True
-    forced = train.resolve_runtime(_cfg(data_on_device=True), int(18.2 * GB), activation_bytes=20 * GB,
-                                   free_bytes=int(39.5 * GB))
-    assert forced.data_on_device is True  # an explicit setting is obeyed
-
-
-def test_eval_batch_shapes_are_the_full_and_the_last_batches():
-    assert train.eval_batch_shapes([11_000, 11_000], 1024) == (760, 1024)
-    assert train.eval_batch_shapes([24, 0], 64) == (24,)
-    assert train.eval_batch_shapes([128, 130], 64) == (2, 64)
-
-
-def test_warm_up_with_evaluation_shapes_still_puts_every_state_back():
-    rt = train.resolve_runtime(_cfg(device="cpu"), 0)
-    torch.manual_seed(0)
-    model = train.models.build_model("mobilenet_v2", 4).to(memory_format=torch.channels_last)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    calls = []
-    model.classifier.register_forward_hook(lambda m, i, o: calls.append((len(o), m.training)))
-    train.warm_up(model, model, torch.nn.CrossEntropyLoss(), rt, batch_size=4, image_size=32,
-                  eval_batch_sizes=(6, 3))
-    assert calls == [(3, False), (6, False), (4, True)]  # each evaluation shape in eval mode, then the step
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert model.training
-
-
-def test_optimizer_settings_use_foreach_unless_chosen():
-    assert train.optimizer_settings("adam", {}) == ({"foreach": True}, "foreach")
-    assert train.optimizer_settings("Adamax", {}) == ({"foreach": True}, "foreach")
-    assert train.optimizer_settings("adam", {"fused": True}) == ({"fused": True}, "fused")
-    assert train.optimizer_settings("sgd", {"foreach": False}) == ({"foreach": False}, "for-loop")
-    with pytest.raises(ValueError, match="unknown optimizer"):
-        train.optimizer_settings("adamx", {})
-
-
-def test_phase_timer_on_the_cpu():
-    timer = train.PhaseTimer(torch.device("cpu"), ("a", "b"))
-    timer.start()
-    timer.mark("a")
-    sum(range(10000))
-    timer.mark("b")
-    totals = timer.totals()
-    assert set(totals) == {"a", "b"} and all(v >= 0 for v in totals.values())
-    off = train.PhaseTimer(torch.device("cpu"), ("a",), enabled=False)
-    off.start()
-    off.mark("a")
-    assert math.isnan(off.totals()["a"])
-
-
 def test_the_warm_up_is_timed_apart_and_changes_no_number(data, tmp_path, monkeypatch):
-    summary = train.run(_cfg(threads=2), data, tmp_path / "with", log=_quiet)
+    summary = train.run(training.config(threads=2), data, tmp_path / "with", log=_quiet)
     assert summary["warm_up_s"] > 0  # recorded in summary.json, outside every epoch's time
     assert json.loads((tmp_path / "with" / "summary.json").read_text())["warm_up_s"] == summary["warm_up_s"]
     monkeypatch.setattr(train, "warm_up", lambda *a, **k: float("nan"))
-    train.run(_cfg(threads=2), data, tmp_path / "without", log=_quiet)
+    train.run(training.config(threads=2), data, tmp_path / "without", log=_quiet)
     with_, without = (pd.read_csv(tmp_path / d / "metrics.csv") for d in ("with", "without"))
     columns = ["epoch", "split"] + METRIC_COLUMNS
     pd.testing.assert_frame_equal(with_[columns], without[columns])  # bit for bit
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "with" / "predictions.csv"),
                                   pd.read_csv(tmp_path / "without" / "predictions.csv"))
-
-
-def test_warm_up_puts_every_state_back(data):
-    cfg = _cfg()
-    rt = train.resolve_runtime(cfg, 0)
-    model = train.models.build_model("mobilenet_v2", 4).to(memory_format=torch.channels_last)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    rng = torch.get_rng_state()
-    seconds = train.warm_up(model, model, torch.nn.CrossEntropyLoss(), rt, batch_size=4, image_size=32)
-    assert seconds > 0
-    after = model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm statistics included
-    assert torch.equal(rng, torch.get_rng_state())
-    assert all(p.grad is None for p in model.parameters())
 
 
 def test_device_name_counts_threads_in_words():

@@ -1,21 +1,23 @@
 """Collect every cell's results into tidy tables (one row per observation) under results/tables/.
 
-The epoch of every run is the one chosen on val (best val macro-F1, the earliest on ties); the
-`score_*` columns, per_class.csv and confusion.csv are the score split's at that epoch: the test
-split when the data have one, else val (the lab's protocol). comparisons.csv holds the verdicts.
+Nothing here decides the protocol: each run's summary.json says which epoch training chose
+(`selected_epoch`: best val macro-F1, the earliest on ties) and which split it scored (`score_split`,
+dataset.json's `protocol`: the test split when the data have one, else val, the lab's protocol).
+The `score_*` columns, per_class.csv and confusion.csv are that split's at that epoch;
+comparisons.csv holds the verdicts.
 """
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-import sys
-
 from .. import atomic, layout
+from ..data.cache import SPLITS
 from . import claims, stats
 
 COMMAND = "collect"
@@ -32,42 +34,55 @@ SUMMARY_COLUMNS = KEYS + ["epochs", "params", "macs", "image_size", "batch_size"
 PROVENANCE_COLUMNS = ["cell", "started", "ended", "host", "cpu_model", "cpu_cores", "cpu_usable", "gpu_name",
                       "gpu_memory_gib", "gpu_driver", "python", "torch", "cuda", "cudnn", "platform", "commit",
                       "tracked_changes", "locked", "lock_differences", "inductor_cache", "rerun"]
-SPLITS = ("train", "val", "test")  # the order of prepare's splits, for dataset.csv
+# What summarise reads of a run's summary.json (training records all of it).
+RUN_NEEDS = KEYS + ["params", "macs", "image_size", "batch_size", "lr", "train_images", "test_images", "device",
+                    "selected_epoch", "score_split", "warm_up_s", "config"]
+# What provenance_row reads of a run's provenance.json (carcolor.provenance.collect records all of it).
+PROVENANCE_NEEDS = ["cell", "started", "ended", "host", "cpu", "gpu", "python", "torch", "cuda", "cudnn", "platform",
+                    "git_commit", "git_tracked_changes", "locked", "inductor_cache", "rerun"]
+# What collect reads of the prepared data's dataset.json (preparation records all of it).
+DATASET_NEEDS = ["colours", "protocol"]
+
+
+def recorded(path: Path, needs: list[str], remake: str) -> dict:
+    """A JSON record another stage wrote, with every key in `needs`; one line naming the file and the
+    command that re-makes it when it lacks some (a results folder made by an older carcolor)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; re-make it: {remake}")
+    record = json.loads(path.read_text())
+    missing = [key for key in needs if key not in record]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)} (made by an older carcolor); re-make it: {remake}")
+    return record
+
+
+def _remake_run(run_dir: Path) -> str:
+    return f"snakemake --cores all --forcerun {run_dir / 'train.ipynb'}"
 
 
 def _read_run(run_dir: Path) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     missing = [f for f in ("metrics.csv", "summary.json", "predictions.csv") if not (run_dir / f).exists()]
     if missing:
-        raise FileNotFoundError(f"{run_dir} lacks {', '.join(missing)}; re-run its cell: "
-                                f"snakemake --cores all --forcerun {run_dir / 'train.ipynb'}")
-    return (pd.read_csv(run_dir / "metrics.csv"), json.loads((run_dir / "summary.json").read_text()),
+        raise FileNotFoundError(f"{run_dir} lacks {', '.join(missing)}; re-run its cell: {_remake_run(run_dir)}")
+    return (pd.read_csv(run_dir / "metrics.csv"), recorded(run_dir / "summary.json", RUN_NEEDS, _remake_run(run_dir)),
             pd.read_csv(run_dir / "predictions.csv"))
 
 
-def provenance_row(run_dir: Path, cell: str) -> dict:
-    """One row of provenance.csv from a cell's provenance.json (a field a run did not record is empty)."""
-    path = run_dir / "provenance.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; re-run its cell: make cell CELL={cell}")
-    p = json.loads(path.read_text())
-    cpu, gpu, locked = p.get("cpu") or {}, p.get("gpu") or {}, p.get("locked")
+def provenance_row(run_dir: Path) -> dict:
+    """One row of provenance.csv from a cell's provenance.json."""
+    p = recorded(run_dir / "provenance.json", PROVENANCE_NEEDS, _remake_run(run_dir))
+    cpu, gpu, locked = p["cpu"], p["gpu"] or {}, p["locked"]  # no GPU on the CPU; no lock file, no comparison
     differences = (locked or {}).get("differences") or []
-    return {"cell": p.get("cell", cell), "started": p.get("started"), "ended": p.get("ended") or p.get("created"),
-            "host": p.get("host"), "cpu_model": cpu.get("model"), "cpu_cores": cpu.get("cores"),
-            "cpu_usable": cpu.get("usable"), "gpu_name": gpu.get("name"), "gpu_memory_gib": gpu.get("memory_gib"),
-            "gpu_driver": gpu.get("driver"), "python": p.get("python"),
-            "torch": p.get("torch") or (p.get("packages") or {}).get("torch"), "cuda": p.get("cuda"),
-            "cudnn": p.get("cudnn"), "platform": p.get("platform"), "commit": p.get("git_commit"),
-            "tracked_changes": p.get("git_tracked_changes"),
-            "locked": None if locked is None else bool(locked.get("matches")),
-            "lock_differences": "; ".join(f"{d['package']} {d.get('installed')} (locked {d.get('locked')})"
+    return {"cell": p["cell"], "started": p["started"], "ended": p["ended"],
+            "host": p["host"], "cpu_model": cpu["model"], "cpu_cores": cpu["cores"],
+            "cpu_usable": cpu["usable"], "gpu_name": gpu.get("name"), "gpu_memory_gib": gpu.get("memory_gib"),
+            "gpu_driver": gpu.get("driver"), "python": p["python"], "torch": p["torch"], "cuda": p["cuda"],
+            "cudnn": p["cudnn"], "platform": p["platform"], "commit": p["git_commit"],
+            "tracked_changes": p["git_tracked_changes"],
+            "locked": None if locked is None else bool(locked["matches"]),
+            "lock_differences": "; ".join(f"{d['package']} {d['installed']} (locked {d['locked']})"
                                           for d in differences),
-            "inductor_cache": p.get("inductor_cache"), "rerun": p.get("rerun") or f"make cell CELL={cell}"}
-
-
-def score_split(metrics: pd.DataFrame) -> str:
-    """The split a run is scored on: "test" when its metrics have test rows, else "val"."""
-    return "test" if (metrics["split"] == "test").any() else "val"
+            "inductor_cache": p["inductor_cache"], "rerun": p["rerun"]}
 
 
 def optimizer_step_ms(train: pd.DataFrame, train_images: int, batch_size: int) -> float:
@@ -82,17 +97,19 @@ def optimizer_step_ms(train: pd.DataFrame, train_images: int, batch_size: int) -
 
 
 def summarise(metrics: pd.DataFrame, info: dict) -> dict:
-    """The per-cell summary row from its per-epoch metrics and its summary.json.
+    """The per-cell summary row from its per-epoch metrics and its summary.json (RUN_NEEDS).
 
-    train_seconds and mean_epoch_seconds count training and the val pass of each epoch, as the
-    lab's times did; the extra test pass is left out so the protocols compare.
+    The chosen epoch and the score split are the ones training recorded (`selected_epoch`,
+    `score_split`): best_epoch is the chosen epoch, best_val_f1_macro its val macro-F1, the score_*
+    columns the score split's at it. train_seconds and mean_epoch_seconds count training and the val
+    pass of each epoch, as the lab's times did; the extra test pass is left out so the protocols compare.
     """
     val = metrics[metrics["split"] == "val"].sort_values("epoch")
     train = metrics[metrics["split"] == "train"].sort_values("epoch")
-    best = val.loc[val["f1_macro"].idxmax()]  # the first maximum in epoch order: the earliest on ties
+    chosen, scored = info["selected_epoch"], info["score_split"]
+    best = val[val["epoch"] == chosen].iloc[0]
     final = val.iloc[-1]
-    scored = score_split(metrics)
-    score = metrics[(metrics["split"] == scored) & (metrics["epoch"] == best["epoch"])].iloc[0]
+    score = metrics[(metrics["split"] == scored) & (metrics["epoch"] == chosen)].iloc[0]
     per_epoch = train["seconds"].to_numpy() + val["seconds"].to_numpy()
     spread = stats.within_run_spread(metrics)["val_loss_change_sd"]
     return {
@@ -112,28 +129,19 @@ def summarise(metrics: pd.DataFrame, info: dict) -> dict:
         "train_epoch_seconds": float(train["seconds"].mean()),
         "optimizer_step_ms": optimizer_step_ms(train, info["train_images"], info["batch_size"]),
         "val_loss_change_sd": float(spread.iloc[0]),
-        "test_images": int(info.get("test_images", 0)),
+        "test_images": int(info["test_images"]),
         # the warm-up before epoch 1 (compilation, or the CPU's first step), outside every time above
-        "warm_up_s": float(info.get("warm_up_s", float("nan"))),
-        # the settings the report's method section describes (empty where a run did not record them)
-        **{k: (info.get("config") or {}).get(k) for k in ("pretrained", "hflip", "crop_padding", "label_smoothing",
-                                                          "weight_decay")},
+        "warm_up_s": float(info["warm_up_s"]),
+        # the settings the report's method section describes
+        **{k: info["config"][k] for k in ("pretrained", "hflip", "crop_padding", "label_smoothing", "weight_decay")},
     }
 
 
-def _split_of(preds: pd.DataFrame) -> str:
-    """The one split predictions.csv holds (files written before it said so hold val)."""
-    splits = preds["split"].unique() if "split" in preds else ["val"]
-    if len(splits) != 1:
-        raise ValueError(f"predictions.csv holds the splits {sorted(splits)}; it must hold the score split only: "
-                         f"re-run the cell.")
-    return str(splits[0])
-
-
-def per_class(preds: pd.DataFrame, classes: list[str], keys: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-colour scores and confusion counts of one run's predictions (the score split, chosen epoch)."""
+def per_class(preds: pd.DataFrame, classes: list[str], info: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-colour scores and confusion counts of one run's predictions.csv: the score split at the chosen
+    epoch, as its summary.json (`info`) says."""
     labels = list(range(len(classes)))
-    ids = {**{k: keys[k] for k in KEYS}, "split": _split_of(preds)}
+    ids = {**{k: info[k] for k in KEYS}, "split": info["score_split"]}
     p, r, f, s = precision_recall_fscore_support(preds["label"], preds["pred"], labels=labels, zero_division=0)
     scores = pd.DataFrame({**ids, "colour": classes, "precision": p, "recall": r, "f1": f, "support": s})
     cm = confusion_matrix(preds["label"], preds["pred"], labels=labels)
@@ -163,12 +171,12 @@ def collect(run_dirs: list[str | Path], prepared_dir: str | Path, out_dir: str |
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prepared = Path(prepared_dir)
-    info = json.loads((prepared / "dataset.json").read_text())
+    info = recorded(prepared / "dataset.json", DATASET_NEEDS, "snakemake --cores all --forcerun prepare_dataset")
     classes = info["colours"]
     epochs, summaries, scores, confusions, origins = [], [], [], [], []
     for run_dir in run_dirs:
         metrics, summary, preds = _read_run(Path(run_dir))
-        origins.append(provenance_row(Path(run_dir), summary["cell"]))
+        origins.append(provenance_row(Path(run_dir)))
         epochs.append(metrics)
         summaries.append(summarise(metrics, summary))
         s, c = per_class(preds, classes, summary)
@@ -180,10 +188,6 @@ def collect(run_dirs: list[str | Path], prepared_dir: str | Path, out_dir: str |
     compared = claims.comparisons(summary, epochs)
     paths = {name.replace(".", "_").removesuffix("_csv"): out / name for name in layout.TABLE_FILES}
     meta = {k: v for k, v in info.items() if k not in ("decode_images_per_s", "decode_images_per_s_per_worker")}
-    meta["n_val_per_colour"] = info["n_val_per_colour"]
-    # a cache prepared before the test split existed has none: the lab's protocol
-    meta["n_test_per_colour"] = info.get("n_test_per_colour", 0)
-    meta["protocol"] = info.get("protocol", "test" if meta["n_test_per_colour"] else "val")
     atomic.write_together({
         paths["epochs"]: _csv(epochs),
         paths["summary"]: _csv(summary),

@@ -54,18 +54,23 @@ class DvmName:
         return f"{self.genmodel_id}{SEP}{self.adv_index}"
 
 
+def _head_fields(head: str) -> tuple[str, ...] | None:
+    """The six fields of a name's head, `Maker$$Genmodel$$Year$$Color$$Genmodel_ID$$AdvIndex` (the part
+    before `$$image_N.jpg`), or None when they are not a DVM image's."""
+    fields = head.split(SEP)
+    if (len(fields) != 6 or not GENMODEL_ID.match(fields[4]) or not fields[3] or not fields[5]
+            or fields[0].startswith("._")):  # "._": a macOS resource fork beside the real file
+        return None
+    return tuple(fields)
+
+
 def parse_name(filename: str) -> DvmName | None:
     """Parse `Maker$$Genmodel$$Year$$Color$$Genmodel_ID$$AdvIndex$$image_N.jpg`; None if it is not one."""
-    if filename.startswith("._"):  # macOS resource fork beside the real file
+    head, _, tail = filename.rpartition(SEP)
+    fields, match = _head_fields(head), IMAGE_N.match(tail)
+    if fields is None or not match:
         return None
-    fields = filename.split(SEP)
-    if len(fields) != 7:
-        return None
-    maker, genmodel, year, color, genmodel_id, adv_index, image = fields
-    match = IMAGE_N.match(image)
-    if not match or not GENMODEL_ID.match(genmodel_id) or not color or not adv_index:
-        return None
-    return DvmName(maker, genmodel, year, color, genmodel_id, adv_index, int(match.group(1)))
+    return DvmName(*fields, int(match.group(1)))
 
 
 def name_key(name: str) -> str:
@@ -234,13 +239,10 @@ def list_images(sources: list[str | Path]) -> tuple[pd.DataFrame, dict]:
                 n = tails[tail] = int(m.group(1)) if m else -1
             h = head_index.get(head)
             if h is None:
-                fields = head.split(SEP)
-                if (len(fields) != 6 or not GENMODEL_ID.match(fields[4]) or not fields[3] or not fields[5]
-                        or fields[0].startswith("._")):
-                    h = head_index[head] = -1
-                else:
-                    h = head_index[head] = len(heads)
-                    heads.append(tuple(fields))
+                fields = _head_fields(head)
+                h = head_index[head] = -1 if fields is None else len(heads)
+                if fields is not None:
+                    heads.append(fields)
             if n < 0 or h < 0 or fc < 0:
                 not_dvm += 1
                 continue
@@ -396,7 +398,7 @@ class ImageReader:
 def read_image_table(path: str | Path) -> pd.DataFrame:
     """Image_table.csv (plain, or inside tables_V2.zip) as a frame with stripped header names.
 
-    The published CSV pads its header cells with a leading space (' Image_name'). Only the columns
+    The published CSV pads its header fields with a leading space (' Image_name'). Only the columns
     a loader needs are read: Image_name, Predicted_viewpoint and, where present, Quality_check.
     """
     path = Path(path)

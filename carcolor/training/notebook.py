@@ -28,7 +28,7 @@ from . import gpus
 COMMAND = "train-cell"
 # The papermill template, run once per cell.
 TEMPLATE = REPO / "experiments" / "train.ipynb"
-# What `parameters` passes to the template: its parameters cell must assign each of them.
+# What `parameters` passes to the template: its `parameters` chunk must assign each of them.
 PARAMETERS = ("arch", "optimizer", "seed", "settings", "prepared", "out_dir")
 # Inductor's caches (FX graph and AOT autograd: compiled code and the joint forward/backward graphs,
 # Triton's kernels below it on CUDA), relative to the working directory.

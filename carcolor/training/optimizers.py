@@ -42,13 +42,37 @@ def check_optimizer(name: str) -> None:
         raise ValueError(f"unknown optimizer {name!r}. Valid: {', '.join(sorted(available()))}.")
 
 
-def build_optimizer(name: str, params, *, lr: float, weight_decay: float = 0.0, **kwargs):
-    """torch.optim.<name>(params, lr=lr, weight_decay=weight_decay, **kwargs)."""
+def _optimizer_class(name: str):
     import torch.optim
 
     check_optimizer(name)
-    cls = getattr(torch.optim, COMMON.get(name.lower()) or available()[name.lower()])
+    return getattr(torch.optim, COMMON.get(name.lower()) or available()[name.lower()])
+
+
+def build_optimizer(name: str, params, *, lr: float, weight_decay: float = 0.0, **kwargs):
+    """torch.optim.<name>(params, lr=lr, weight_decay=weight_decay, **kwargs)."""
+    cls = _optimizer_class(name)
     try:
         return cls(params, lr=lr, weight_decay=weight_decay, **kwargs)
     except TypeError as exc:
         raise ValueError(f"optimizer {name!r} rejects the settings {kwargs}: {exc}") from exc
+
+
+def optimizer_settings(name: str, kwargs: dict) -> tuple[dict, str]:
+    """The optimizer's keyword arguments, with torch.optim's foreach implementation unless chosen.
+
+    torch.optim picks foreach only for CUDA tensors and has a fused Adam but no fused Adamax; asking
+    for foreach everywhere times both optimizers' steps with the same kind of implementation.
+    Returns the arguments and the implementation's name ('foreach', 'fused' or 'for-loop').
+    """
+    kwargs = dict(kwargs)
+    accepted = inspect.signature(_optimizer_class(name).__init__).parameters
+    if "foreach" in accepted and "foreach" not in kwargs and not kwargs.get("fused"):
+        kwargs["foreach"] = True
+    if kwargs.get("fused"):
+        impl = "fused"
+    elif kwargs.get("foreach"):
+        impl = "foreach"
+    else:
+        impl = "for-loop"
+    return kwargs, impl
