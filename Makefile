@@ -2,7 +2,7 @@
 #              (CONFIG="my.yaml": config files of your own, merged in order over experiments/config.yaml)
 # make test    set up .venv if needed, then run the test suite
 # make cell CELL=mobilenet_v2-adam-s0   re-train one cell, then refresh the tables and the report
-#                                       (CONFIG="my.yaml": the config file(s) the run was made with)
+#                                       (CONFIG="my.yaml": the config file(s) the results were made with)
 # make cells   list the cells of the grid
 # make lock    re-make requirements.lock in a clean temporary venv (after editing pyproject.toml's dependencies)
 #
@@ -37,11 +37,12 @@ test: $(STAMP)
 cells: $(STAMP)
 	@carcolor config $(CONFIG) --cells --no-deep
 
+# The cell must be one of the grid's, and CONFIG the files that made results/ (results/config.yaml):
+# else one line, and nothing changed. CARCOLOR_RETRAIN makes the cell train again even though its
+# checkpoint is finished; an unfinished one (a killed `make cell`) is resumed.
 cell: $(STAMP)
-	@test -n "$(CELL)" || { echo "usage: make cell CELL=<name>; cells of this grid:"; carcolor config $(CONFIG) --cells --no-deep; exit 2; }
-	@carcolor config $(CONFIG) --cells --no-deep | grep -qx "$(CELL)" || { echo "unknown cell '$(CELL)'; cells of this grid:"; carcolor config $(CONFIG) --cells --no-deep; exit 2; }
-	rm -f results/runs/$(CELL)/checkpoint.pt  # else the finished checkpoint would be reused, not re-trained
-	snakemake --cores all$(CONFIGFILES) --forcerun results/runs/$(CELL)/train.ipynb
+	@carcolor config --no-deep --cell "$(CELL)" --made-with results/config.yaml $(CONFIG)
+	CARCOLOR_RETRAIN=$(CELL) snakemake --cores all$(CONFIGFILES) --forcerun results/runs/$(CELL)/train.ipynb
 
 # Re-installs when pyproject.toml or the lock changed, or after the other install mode.
 $(STAMP): pyproject.toml $(if $(UNLOCKED),,$(LOCK))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -66,3 +67,17 @@ def write_together(writers: dict[str | Path, Callable[[Path], None]]) -> list[Pa
     for tmp, path in staged:
         os.replace(tmp, path)
     return [path for _, path in staged]
+
+
+def replace_folder(built: str | Path, dest: str | Path) -> Path:
+    """Put a folder built elsewhere (next to dest, on the same file system) in dest's place, removing
+    what dest held: nothing of an earlier version survives beside the new one. A kill between the two
+    renames leaves no dest; the stage that writes it then runs again."""
+    built, dest = Path(built), Path(dest)
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(built, dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest

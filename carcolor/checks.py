@@ -296,9 +296,37 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+def check_cell(cfg: dict, cell: str) -> None:
+    """`make cell CELL=...`: the cell is one of this grid's (its name, or none given, is refused with the list)."""
+    names = [c.name for c in config.cells(cfg)]
+    if cell not in names:
+        what = f"unknown cell {cell!r}" if cell else "no cell named (make cell CELL=<name>)"
+        raise ConfigError(f"{what}; cells of this grid: {', '.join(names)}.")
+
+
+def check_made_with(files: list[str], record: str | Path) -> None:
+    """The config files given are those that made the results folder (its config record, if it has one):
+    re-running one cell with other files would plan another grid over the results."""
+    import yaml
+
+    record = Path(record)
+    if not record.is_file():
+        return
+    made = (yaml.safe_load(record.read_text()) or {}).get("configfiles") or []
+    if [Path(f).resolve() for f in made] != [Path(f).resolve() for f in files]:
+        made_with = f'CONFIG="{" ".join(made)}"' if made else "no CONFIG"
+        given = f'CONFIG="{" ".join(files)}"' if files else "none"
+        raise ConfigError(f"{record.parent}/ was made with {made_with} ({record}), and this command gives {given}: "
+                          f"give the same CONFIG to re-run one of its cells ({made_with}).")
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("configfile", nargs="*", help="config files merged in order over experiments/config.yaml")
     parser.add_argument("--cells", action="store_true", help="print the grid's cell names instead")
+    parser.add_argument("--cell", default=None, help="check that this cell is one of the grid's (make cell)")
+    parser.add_argument("--made-with", default=None, metavar="RECORD",
+                        help="check that the config files are those that RECORD says made the results "
+                             "(results/config.yaml)")
     parser.add_argument("--no-deep", dest="deep", action="store_false",
                         help="skip what needs torch or this machine: building each model and optimizer, the "
                              "notebook, the device and the cores (seconds)")
@@ -308,12 +336,16 @@ def run(args) -> int:
     """`carcolor config`: validate config files merged in order over the defaults and print the result."""
     cfg = config.validate(config.read_files(args.configfile))
     check_config(cfg)
+    if args.cell is not None:
+        check_cell(cfg, args.cell)
+    if args.made_with:
+        check_made_with(args.configfile, args.made_with)
     if args.deep:
         check_machine(cfg)
         check_all(cfg)
     if args.cells:
         print("\n".join(c.name for c in config.cells(cfg)))
-    else:
+    elif args.cell is None:
         print(config.dump(cfg), end="")
     return 0
 

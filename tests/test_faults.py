@@ -80,8 +80,7 @@ def _run_until(workdir, env, condition, timeout=600) -> bool:
         while proc.poll() is None and time.time() < deadline:
             if condition(workdir):
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                time.sleep(1.5)  # a notebook kernel notices that its parent died and exits
+                proc.wait()  # the notebook kernels die with it (carcolor.kernels)
                 return True
             time.sleep(0.02)
         return False

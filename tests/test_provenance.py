@@ -55,19 +55,3 @@ def test_collect_records_machine_times_and_versions(monkeypatch):
     assert record["torch"] == torch.__version__ and record["started"] < record["ended"]
     assert record["rerun"] == "make cell CELL=c" and record["git_commit"]
     json.dumps(record)  # provenance.json
-
-
-def test_make_cell_uses_the_config_files_the_command_names(repo):
-    """`make cell CELL=c CONFIG=f` (the recorded command) re-trains c with f merged over the default."""
-    out = subprocess.run(["make", "-n", "--always-make", "-f", str(repo / "Makefile"), "cell",
-                          "CELL=mobilenet_v2-adam-s0", "CONFIG=tests/smoke.yaml"], cwd=repo,
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert "carcolor config tests/smoke.yaml --cells --no-deep" in out.stdout
-    run = [line for line in lines if line.startswith("snakemake ")]
-    assert run == ["snakemake --cores all --configfile tests/smoke.yaml "
-                   "--forcerun results/runs/mobilenet_v2-adam-s0/train.ipynb"], lines
-    plain = subprocess.run(["make", "-n", "--always-make", "cell", "CELL=x"], cwd=repo, capture_output=True, text=True)
-    assert "snakemake --cores all --forcerun results/runs/x/train.ipynb" in plain.stdout
-

@@ -14,6 +14,7 @@ import pytest
 
 from carcolor import config as cfgmod
 from carcolor import workflow as wf
+from carcolor.training.train import RETRAIN
 from tests.flow import CELLS, snakemake, snakemake_cmd
 from tests.slurm.cluster import client_env, finished_jobs, missing_binaries, one_node_cluster
 from tests.test_faults import _checkpoint_epoch, assert_same_tables
@@ -153,9 +154,8 @@ def test_smoke_grid_through_slurm(slurm_installed, repo, smoke_run, cluster, tmp
     # 4. `make cell`'s recipe: exactly one SLURM job, for that cell; then the tables and the report.
     cell = CELLS[-1]
     before = _job_of(work, cell)
-    (work / "results" / "runs" / cell / "checkpoint.pt").unlink()
     start = time.time()
-    one = _run(_cmd(repo, work, nogpu, "--forcerun", f"results/runs/{cell}/train.ipynb"), env)
+    one = _run(_cmd(repo, work, nogpu, "--forcerun", f"results/runs/{cell}/train.ipynb"), {**env, RETRAIN: cell})
     print(f"make cell's recipe: {time.time() - start:.0f} s")
     assert len(_submitted(one)) == 1, one.stderr[-3000:]
     new = [r for r in finished_jobs(root) if r["JobId"] not in records]

@@ -232,7 +232,7 @@ def test_interrupted_write_leaves_no_final_file(tmp_path, monkeypatch):
     monkeypatch.setattr(Image.Image, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path, colours=["Red"], adverts_per_colour=1, photos_per_advert=1)
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert not (tmp_path / "resized_DVM").exists()  # the half-drawn tree stays in its build folder
 
 
 # --------------------------------------------------------------------------- difficulty
@@ -271,16 +271,16 @@ def test_colour_task_is_neither_trivial_nor_hopeless(medium):
         assert np.isin(pred[t_in], idx).mean() > 0.5, g
 
 
-
-def test_a_killed_draws_temporary_files_are_removed_and_no_other_file(tmp_path):
-    """SIGKILL between writing a photo's temporary file and renaming it leaves `.<name>.<pid>.tmp`;
-    the next draw removes it (preparation would count it), and leaves a file of the user's alone."""
-    folder = tmp_path / "resized_DVM" / "Audi" / "A3" / "2015" / "Red"
-    folder.mkdir(parents=True)
-    stale = folder / ".Audi$$A3$$2015$$Red$$1_1$$7$$image_1.jpg.4242.tmp"
-    stale.write_bytes(b"half a jpeg")
-    mine = folder / "notes.tmp"
-    mine.write_text("mine")
-    generate(tmp_path, colours=["Red"], adverts_per_colour=1, photos_per_advert=1, size=32)
-    assert not stale.exists() and mine.exists()
-    assert not list((tmp_path / "resized_DVM").rglob(".*.tmp"))
+def test_a_new_draw_replaces_the_whole_tree_and_a_killed_draws_folder(tmp_path):
+    """Nothing of an earlier draw (other seed, more adverts) survives into the next, and a killed draw's
+    half-built folder is removed: the tree holds exactly the photos the settings call for."""
+    generate(tmp_path, colours=["Red", "Blue"], adverts_per_colour=3, photos_per_advert=2, size=32, seed=1)
+    stray = tmp_path / ".resized_DVM.build" / "Audi" / "half.jpg"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"half a jpeg")  # a killed draw's
+    frame = generate(tmp_path, colours=["Red"], adverts_per_colour=1, photos_per_advert=1, size=32)
+    on_disk = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert on_disk == sorted(frame["path"]) and len(on_disk) == 1
+    again = tmp_path.parent / "fresh"
+    assert frame.equals(generate(again, colours=["Red"], adverts_per_colour=1, photos_per_advert=1, size=32))
+    assert (tmp_path / on_disk[0]).read_bytes() == (again / on_disk[0]).read_bytes()

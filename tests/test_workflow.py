@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from carcolor.training.train import RETRAIN
 from tests.flow import CELLS, copy_checkout, planned, snakemake, snakemake_cmd
 
 pytestmark = pytest.mark.workflow
@@ -241,8 +242,8 @@ def test_rerun_one_cell_touches_only_that_cell(repo, smoke_run, tool_env):
     report = {p: p.stat().st_mtime_ns for p in (smoke_run / "results" / "report").iterdir()}
     pages = {p: p.stat().st_mtime_ns for p in (smoke_run / "results" / "report" / "cells").iterdir()}
     time.sleep(1)
-    (smoke_run / "results" / "runs" / target / "checkpoint.pt").unlink()  # as `make cell` does
-    snakemake(smoke_run, smoke_run, "--forcerun", f"results/runs/{target}/train.ipynb", env=tool_env)
+    snakemake(smoke_run, smoke_run, "--forcerun", f"results/runs/{target}/train.ipynb",
+              env={**tool_env, RETRAIN: target})  # `make cell CELL=...`'s command
     for path, mtime in files.items():
         changed = path.stat().st_mtime_ns != mtime
         assert changed == (target in path.parts), path

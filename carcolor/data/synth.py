@@ -32,7 +32,7 @@ import contextlib
 import math
 import multiprocessing
 import os
-import re
+import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -40,13 +40,14 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
+from .. import atomic
 from .car import draw_car, sample_car
 from .colours import COLOURS
 from .photo import photograph
 
 COMMAND = "generate"
+TREE = "resized_DVM"  # the real archive's folder, which the generated tree imitates
 
 # (maker, maker id, ((model, model id, body styles the model comes in), ...)).
 # Genmodel_ID = f"{maker id}_{model id}".  Names mirror the awkward characters of the real data.
@@ -86,29 +87,16 @@ def _check_colours(colours: Sequence[str]) -> list[str]:
     return out
 
 
-_TMP_NAME = re.compile(r"\..+\.\d+\.tmp")  # _write_jpeg's temporary names
-
-
-def _write_jpeg(img: Image.Image, path: Path, quality: int) -> None:
-    """Write via a temporary name and rename, so a final name never holds a partial file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        img.save(tmp, format="JPEG", quality=quality)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _check_workers(workers) -> int:
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     return int(workers)
 
 
-def _advert(root: Path, colour: str, ci: int, ai: int, seed: int, photos_per_advert: int, size: int,
+def _advert(tree: Path, colour: str, ci: int, ai: int, seed: int, photos_per_advert: int, size: int,
             quality: int) -> list[dict]:
-    """Draw one advert (one car, ``photos_per_advert`` photos), write its JPEGs, return their rows."""
+    """Draw one advert (one car, ``photos_per_advert`` photos), write its JPEGs into the tree being
+    built, return their rows (paths as they will be once the tree is resized_DVM/)."""
     k = size / 300.0  # drawing scale: the working canvas is about twice the output resolution
     rng = np.random.default_rng([seed, ci, ai])
     maker, model, gid, styles = _MODELS[int(rng.integers(len(_MODELS)))]
@@ -118,14 +106,14 @@ def _advert(root: Path, colour: str, ci: int, ai: int, seed: int, photos_per_adv
     car = sample_car(colour, style, rng)
     layer = draw_car(car, k, rng)
     numbers = np.sort(rng.choice(np.arange(1, 2 * photos_per_advert + 1), size=photos_per_advert, replace=False))
-    folder = root / "resized_DVM" / maker / model / str(year) / colour
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(maker, model, str(year), colour)
+    (tree / folder).mkdir(parents=True, exist_ok=True)
     rows = []
     for n in numbers:
         img = photograph(layer, car, size, rng)
         name = f"{maker}$${model}$${year}$${colour}$${gid}$${adv_index}$$image_{int(n)}.jpg"
-        _write_jpeg(img, folder / name, quality)
-        rows.append(dict(path=(folder / name).relative_to(root).as_posix(), maker=maker, genmodel=model, year=year,
+        img.save(tree / folder / name, format="JPEG", quality=quality)
+        rows.append(dict(path=(TREE / folder / name).as_posix(), maker=maker, genmodel=model, year=year,
                          color=colour, genmodel_id=gid, adv_index=adv_index, image_n=int(n)))
     return rows
 
@@ -153,9 +141,10 @@ def generate(
     ``photos_per_advert`` times; its AdvIndex is unique across all colours and models, so the advert
     key ``Genmodel_ID$$AdvIndex`` identifies one car.  Photos are numbered like the real data
     (``image_N`` with N in 1..2*photos_per_advert, increasing, not necessarily contiguous).
-    Existing files with the same names are replaced; other files under ``root`` are left alone, except
-    the temporary files of a draw that was killed (``.<name>.<pid>.tmp``), which are removed first.
-    ``workers`` processes draw adverts in parallel; the files do not depend on it.
+    The tree is drawn into a fresh folder next to it and renamed into place when complete (an earlier
+    draw's tree is replaced whole, so none of its photos survives into this one; a killed draw's
+    folder is removed by the next). ``workers`` processes draw adverts in parallel; the files do not
+    depend on it.
     """
     colours = _check_colours(colours)
     for name, val, lo in (("adverts_per_colour", adverts_per_colour, 1), ("photos_per_advert", photos_per_advert, 1),
@@ -165,13 +154,13 @@ def generate(
     if quality > 100:
         raise ValueError(f"quality must be <= 100, got {quality!r}")
     root = Path(root)
-    for stale in (root / "resized_DVM").rglob(".*.tmp") if (root / "resized_DVM").is_dir() else ():
-        if _TMP_NAME.fullmatch(stale.name):  # a killed draw's: preparation would count it as a stray file
-            stale.unlink()
+    build = root / f".{TREE}.build"
+    shutil.rmtree(build, ignore_errors=True)  # a killed draw's
+    build.mkdir(parents=True)
     canon = {c: i for i, c in enumerate(COLOURS)}
     total = len(colours) * adverts_per_colour * photos_per_advert
     step = max(1, math.ceil(total / 10))
-    tasks = [(root, colour, canon[colour], ai, seed, photos_per_advert, size, quality)
+    tasks = [(build, colour, canon[colour], ai, seed, photos_per_advert, size, quality)
              for colour in colours for ai in range(adverts_per_colour)]
     workers = min(_check_workers(workers), len(tasks))
     rows: list[dict] = []
@@ -190,6 +179,7 @@ def generate(
                 done += 1
                 if progress and (done % step == 0 or done == total):
                     print(f"synth: {done}/{total} images ({100 * done // total}%)", file=sys.stderr, flush=True)
+    atomic.replace_folder(build, root / TREE)
     return pd.DataFrame(rows, columns=["path", "maker", "genmodel", "year", "color", "genmodel_id", "adv_index",
                                        "image_n"])
 
@@ -203,8 +193,6 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     """`carcolor generate`: draw the dataset, then write images.csv, the mark of a complete draw."""
     import json
-
-    from .. import atomic
 
     settings = json.loads(args.settings)
     out = Path(args.out)

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +149,17 @@ def _flushed_print(line: str) -> None:
     print(line, flush=True)
 
 
+# `make cell CELL=<cell>` sets this to re-train a cell whose checkpoint is finished (else its results would
+# be written again from it); an unfinished checkpoint is resumed all the same, so a killed `make cell` goes
+# on where it stopped. An environment variable, not a setting: it changes no number, only whether the
+# finished epochs are trained again.
+RETRAIN = "CARCOLOR_RETRAIN"
+
+
+def retrain_asked(cell: str) -> bool:
+    return os.environ.get(RETRAIN) == cell
+
+
 def load_resumable(path: Path, identity: dict, log=print, cell: str = "") -> dict | None:
     """The checkpoint at path if the very same run wrote it (see run_identity), else None, saying why."""
     if not path.exists():
@@ -220,10 +232,14 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
     identity = run_identity(cfg, data)
     history, selected, start_epoch = [], no_selection(), 1
     ckpt = load_resumable(ckpt_path, identity, log=log, cell=cfg.cell)
+    if ckpt is not None and ckpt["complete"] and retrain_asked(cfg.cell):
+        log(f"[{cfg.cell}] re-training from epoch 1 as asked ({RETRAIN}={cfg.cell}): {ckpt_path} is finished")
+        ckpt = None
+    warm_up_s, step_bytes = float("nan"), None
     if ckpt is not None:
         history, selected, start_epoch, started = _restore(ckpt, model, optimizer, rt, cfg, ckpt_path, log)
+        warm_up_s, step_bytes = ckpt["warm_up_s"], ckpt["warm_up_peak_bytes"]  # kept for a finished run
     step_model = torch.compile(model) if rt.compile else model
-    warm_up_s, step_bytes = float("nan"), None  # nothing left to train: no warm-up
     if start_epoch <= cfg.epochs:
         warm_up_s, step_bytes = _timed_warm_up(model, step_model, criterion, rt, cfg, data, splits)
         log(f"[{cfg.cell}] warm-up ({'compiling' if rt.compile else 'first step'}): {warm_up_s:.1f}s, "
@@ -251,7 +267,8 @@ def _run(cfg: TrainConfig, data: dict, out: Path, log) -> dict:
                            "selected": selected,
                            "generator": train_batches.generator.get_state(), "torch_rng": torch.get_rng_state(),
                            "cuda_rng": torch.cuda.get_rng_state_all() if rt.device.type == "cuda" else None,
-                           "classes": classes, "complete": epoch == cfg.epochs, "started": started}, ckpt_path)
+                           "classes": classes, "complete": epoch == cfg.epochs, "started": started,
+                           "warm_up_s": warm_up_s, "warm_up_peak_bytes": step_bytes}, ckpt_path)
         log(f"[{cfg.cell}] epoch {epoch}/{cfg.epochs}  train loss {tr['loss']:.4f}  val loss {va['loss']:.4f}  "
             f"val F1 {va['f1_macro']:.3f}  val acc {va['accuracy']:.3f}  {tr['seconds'] + va['seconds']:.1f}s  "
             f"{tr['images_per_s']:.0f} img/s")
