@@ -3,8 +3,8 @@
 Each format is rendered into a folder of its own in the build folder (``--output-dir``: Quarto may empty
 its output folder, and results/report/ also holds the grid cells' pages). There Quarto writes the output
 under the .qmd's own folder relative to its project (the nearest folder above it with a ``_quarto.yml``):
-for this project ``<build>/html/report/index.html`` and ``<build>/typst/report/index.pdf``. The kernel daemon is off, so each render
-reads this run's ``CARCOLOR_RESULTS``, not a kept kernel's.
+for this project ``<build>/html/report/index.html`` and ``<build>/typst/report/index.pdf``. The kernel
+daemon is off, so each render reads this run's ``CARCOLOR_RESULTS``, not a kept kernel's.
 """
 
 from __future__ import annotations
