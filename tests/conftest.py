@@ -33,3 +33,44 @@ def smoke_run(tmp_path_factory, tool_env):
     copy = copy_checkout(tmp_path_factory.mktemp("smoke") / "carcolor")
     snakemake(copy, copy, env=tool_env)
     return copy
+
+
+FIXTURE_RESULTS = REPO / "tests" / "fixtures"  # holds tables/, the fixture grid's (tests/fixtures/make_tables.py)
+
+
+def pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+
+    return "\n".join(page.extract_text() or "" for page in PdfReader(str(path)).pages)
+
+
+@pytest.fixture(scope="session")
+def fixture_report(tmp_path_factory):
+    """The report of the fixture tables (12 runs: 4 pairs x 3 seeds, a test split), rendered once by the
+    offline renderer, with a page for each run next to it as the workflow puts them (the fixture has no
+    notebooks: a one-chunk one each). The report's kernel imports carcolor from this checkout.
+
+    Returns html and pdf (paths), renderer, written (what the render left in its output folder and next
+    to it), html_text, pdf_text and tables (the tables it was made from)."""
+    import nbformat
+    from types import SimpleNamespace
+
+    from carcolor import layout
+    from carcolor.reporting import pages, render, results
+
+    out = tmp_path_factory.mktemp("fixture-report") / "report"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        made = render.render_report(REPO / "report" / "index.qmd", out, FIXTURE_RESULTS, renderer="fallback",
+                                    log=lambda _msg: None)
+    written = sorted(str(p.relative_to(out.parent)) for p in out.parent.rglob("*"))
+    tables = results.load_tables(FIXTURE_RESULTS)
+    notebooks = tmp_path_factory.mktemp("runs")
+    for cell in tables.summary["cell"]:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(cell)", outputs=[
+            nbformat.v4.new_output("stream", name="stdout", text=f"{cell}\n")])])
+        nbformat.write(nb, notebooks / f"{cell}.ipynb")
+        pages.export(notebooks / f"{cell}.ipynb", out / layout.page_path(cell), cell)
+    return SimpleNamespace(html=made["html"], pdf=made["pdf"], renderer=made["renderer"], written=written,
+                           html_text=made["html"].read_text(encoding="utf-8"), pdf_text=pdf_text(made["pdf"]),
+                           tables=tables)

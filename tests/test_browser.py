@@ -5,18 +5,9 @@ where that fails: .ci/run installs them.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-from carcolor import layout
-from carcolor.reporting import pages, render
 from tests.browser import check_page, tools
-
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures"
-QMD = ROOT / "report" / "index.qmd"
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>t</title></head><body>
 <h1 id="top">A page</h1>
@@ -35,27 +26,6 @@ def _assert_clean(result: dict) -> None:
 @pytest.fixture(scope="module")
 def browser():
     return tools()
-
-
-@pytest.fixture(scope="module")
-def fixture_report(tmp_path_factory, browser):
-    """The fixture tables' report, rendered the way tests/test_render.py renders it (fallback renderer),
-    with a page for each of its runs (the fixture has no notebooks: a one-cell one each), as the
-    workflow puts them next to it."""
-    import nbformat
-    import pandas as pd
-
-    out = tmp_path_factory.mktemp("report")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-        result = render.render_report(QMD, out, FIXTURES, renderer="fallback", log=lambda _msg: None)
-    notebooks = tmp_path_factory.mktemp("runs")
-    for cell in pd.read_csv(FIXTURES / "tables" / "summary.csv")["cell"]:
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(cell)", outputs=[
-            nbformat.v4.new_output("stream", name="stdout", text=f"{cell}\n")])])
-        nbformat.write(nb, notebooks / f"{cell}.ipynb")
-        pages.export(notebooks / f"{cell}.ipynb", out / layout.page_path(cell), cell)
-    return Path(result["html"])
 
 
 # --------------------------------------------------------------------------- the checker itself
@@ -90,11 +60,11 @@ def test_checker_names_every_kind_of_fault(tmp_path, browser):
 # --------------------------------------------------------------------------- the report
 
 
-def test_fixture_report_in_a_browser(fixture_report, tmp_path):
-    result = check_page(fixture_report, tmp_path / "index.png")
+def test_fixture_report_in_a_browser(browser, fixture_report, tmp_path):
+    result = check_page(fixture_report.html, tmp_path / "index.png")
     _assert_clean(result)
     assert result["images"] >= 4
-    assert "#fig-loss" in result["links"]  # the figure cross-references were among the links checked
+    assert {"#fig-loss", "#tbl-data"} <= set(result["links"])  # the cross-references were among the links checked
     assert "cells/mobilenet_v2-adam-s0.html" in result["links"]  # and the links to the runs' pages
 
 

@@ -1,2 +1,2 @@
-"""Stage 4, the report: numbers and phrases from the tables, figures, each cell's notebook page, and
-rendering report/index.qmd (Quarto, or the offline pandoc + Typst renderer)."""
+"""Stage 4, the report: what it states, computed from the tables (its words are in report/index.qmd),
+its figures, each cell's notebook page, and rendering report/index.qmd (Quarto, or the offline renderer)."""

@@ -26,7 +26,9 @@ from matplotlib.lines import Line2D
 
 from .. import atomic, layout
 from ..analysis import stats
-from .narrative import CONFIDENCE, best_pair, combos, pairs, run_label, timing_breakdown
+from .fmt import run_label
+from .pairs import CONFIDENCE, best_pair, n_seeds, pair_means, pairs, rows_of, timing_breakdown
+from .results import load_tables
 
 COMMAND = "figures"
 WIDTH = 6.5  # inches: the text width of the PDF
@@ -84,10 +86,6 @@ def _pair_legend(fig: Figure, frame: pd.DataFrame, note: str = "") -> None:
     legend.get_title().set_color("#555555")
 
 
-def _pair_rows(frame: pd.DataFrame, arch: str, opt: str) -> pd.DataFrame:
-    return frame[(frame["arch"] == arch) & (frame["optimizer"] == opt)]
-
-
 def epoch_bands(epochs: pd.DataFrame, split: str, y: str) -> pd.DataFrame:
     """Per pair and epoch: the mean of `y` over seeds, its 95 % half-width (NaN with one seed) and n."""
     rows = []
@@ -105,13 +103,13 @@ def _curve_panel(ax, epochs: pd.DataFrame, split: str, y: str) -> None:
     bands = epoch_bands(epochs, split, y)
     for arch, opt in pairs(part):
         style = _style(arch, opt)
-        runs = _pair_rows(part, arch, opt)
+        runs = rows_of(part, arch, opt)
         if runs["seed"].nunique() > 1:
             for _, run in runs.groupby("seed"):
                 run = run.sort_values("epoch")
                 ax.plot(run["epoch"], run[y], color=style["color"], linestyle=style["linestyle"], lw=0.7,
                         alpha=0.3, zorder=1)
-        b = _pair_rows(bands, arch, opt).sort_values("epoch")
+        b = rows_of(bands, arch, opt).sort_values("epoch")
         ax.fill_between(b["epoch"], b["mean"] - b["half"], b["mean"] + b["half"], color=style["color"],
                         alpha=0.12, lw=0, zorder=2)
         ax.plot(b["epoch"], b["mean"], lw=1.8, markersize=5, zorder=3, **style)
@@ -122,7 +120,7 @@ def _curve_panel(ax, epochs: pd.DataFrame, split: str, y: str) -> None:
 
 
 def _band_note(epochs: pd.DataFrame) -> str:
-    n = int(epochs.groupby(["arch", "optimizer"])["seed"].nunique().min())
+    n = n_seeds(epochs)
     return "one seed per pair" if n == 1 else f"mean of {n} seeds, 95 % band; thin lines: single seeds"
 
 
@@ -159,7 +157,7 @@ def _bar_panel(ax, c: pd.DataFrame, summary: pd.DataFrame, column: str, unit: st
         colour = _arch_colour(r["arch"])
         ax.barh(i, means[i], color=colour, alpha=0.85 if ARCH_FILLED.get(r["arch"], True) else 0.45,
                 hatch=OPT_HATCH.get(r["optimizer"], ".."), edgecolor="white", linewidth=0.0, height=0.65)
-        seeds = _pair_rows(summary, r["arch"], r["optimizer"])[column].to_numpy(dtype=float)
+        seeds = rows_of(summary, r["arch"], r["optimizer"])[column].to_numpy(dtype=float)
         ax.plot(seeds, np.full(len(seeds), i), linestyle="none", marker="o", markersize=3.5,
                 markerfacecolor="white", markeredgecolor="black", markeredgewidth=0.7, zorder=4)
     ax.errorbar(means, y, xerr=np.nan_to_num(halves), fmt="none", ecolor="black", elinewidth=1.0, capsize=3,
@@ -175,7 +173,7 @@ def _bar_panel(ax, c: pd.DataFrame, summary: pd.DataFrame, column: str, unit: st
 
 def time_comparison(summary: pd.DataFrame) -> Figure:
     """Training pass per epoch and optimizer step per pair: mean over seeds, 95 % error bar, seeds as dots."""
-    c = combos(summary)
+    c = pair_means(summary)
     fig, axes = _figure(0.5 * len(c) + 1.4, ncols=2, sharey=True)
     _bar_panel(axes[0], c, summary, "train_epoch_seconds", "s")
     axes[0].set_title("Training pass per epoch")
@@ -194,7 +192,7 @@ def time_breakdown(epochs: pd.DataFrame) -> Figure:
     parts = list(PART_LABELS)
     per_epoch = b[parts].div(b["epochs"], axis=0).assign(arch=b["arch"], optimizer=b["optimizer"])
     order = pairs(per_epoch)
-    means = np.array([_pair_rows(per_epoch, a, o)[parts].fillna(0).mean().to_numpy() for a, o in order])
+    means = np.array([rows_of(per_epoch, a, o)[parts].fillna(0).mean().to_numpy() for a, o in order])
     fig, ax = _figure(0.45 * len(order) + 1.5)
     left = np.zeros(len(order))
     for j, part in enumerate(parts):
@@ -214,7 +212,7 @@ def time_breakdown(epochs: pd.DataFrame) -> Figure:
 
 def confusion_matrix(confusion: pd.DataFrame, arch: str, optimizer: str) -> Figure:
     """Row-normalised confusion matrix (% of each true colour) of one pair, counts pooled over its seeds."""
-    df = _pair_rows(confusion, arch, optimizer)
+    df = rows_of(confusion, arch, optimizer)
     if df.empty:
         raise ValueError(f"no confusion rows for {run_label(arch, optimizer)} "
                          f"(arch={arch!r}, optimizer={optimizer!r})")
@@ -256,7 +254,7 @@ def per_class_f1(per_class: pd.DataFrame) -> Figure:
     fig, ax = _figure(0.34 * len(colours) + 1.3)
     offsets = np.linspace(-0.3, 0.3, len(order)) if len(order) > 1 else [0.0]
     for off, (arch, opt) in zip(offsets, order):
-        b = _pair_rows(bands, arch, opt).set_index("colour").reindex(colours)
+        b = rows_of(bands, arch, opt).set_index("colour").reindex(colours)
         y = np.arange(len(colours)) + off
         style = _style(arch, opt)
         ax.errorbar(b["mean"], y, xerr=np.nan_to_num(b["half"].to_numpy(dtype=float)), fmt=style["marker"],
@@ -272,7 +270,7 @@ def per_class_f1(per_class: pd.DataFrame) -> Figure:
     ax.set_xlabel(f"F1 on the {split} split at the chosen epoch")
     handles = [Line2D([], [], lw=0, markersize=5, **{k: v for k, v in _style(a, o).items() if k != "linestyle"})
                for a, o in order]
-    n = int(per_class.groupby(["arch", "optimizer"])["seed"].nunique().min())
+    n = n_seeds(per_class)
     note = "one seed per pair" if n == 1 else f"mean of {n} seeds with 95 % error bars"
     legend = fig.legend(handles, [run_label(a, o) for a, o in order], loc="outside lower center",
                         ncol=min(4, len(order)), fontsize=8.5, title=note, title_fontsize=8)
@@ -295,8 +293,6 @@ FIGURES = {
 
 def save_figures(results: str | Path, out_dir: str | Path, dpi: int = 150) -> list[Path]:
     """Draw every figure of FIGURES from <results>/tables into <out_dir>/<name>.png, all together."""
-    from .narrative import load_tables
-
     apply_style()
     tables = load_tables(results)
     out = Path(out_dir)
