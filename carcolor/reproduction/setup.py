@@ -15,16 +15,15 @@ NOT_RECORDED = "not recorded"
 COLUMNS = ["cell", "aspect", "reference", "candidate", "same", "decides"]
 
 
-def _settings(summary: dict) -> str:
-    """The training settings (threads included) as `key=value` pairs, the cell's own keys aside."""
+def _settings(summary: dict) -> dict | None:
+    """The training settings (threads included), the cell's own keys aside."""
     config = summary.get("config")
-    if not config:
-        return NOT_RECORDED
-    return ", ".join(f"{k}={v}" for k, v in sorted(config.items()) if k not in ("arch", "optimizer", "seed"))
+    return {k: v for k, v in config.items() if k not in ("arch", "optimizer", "seed")} if config else None
 
 
-def _packages(prov: dict) -> dict:
-    return {k: v for k, v in (prov.get("packages") or {}).items() if k not in ("torch", "carcolor")}
+def _packages(prov: dict) -> dict | None:
+    found = {k: v for k, v in (prov.get("packages") or {}).items() if k not in ("torch", "carcolor")}
+    return found or None
 
 
 # aspect -> (reads it from (summary.json, provenance.json), decides the numbers)
@@ -37,37 +36,38 @@ ASPECTS = {
     "CPU model": (lambda s, p: (p.get("cpu") or {}).get("model"), True),
     "threads": (lambda s, p: s.get("threads"), True),
     "commit": (lambda s, p: p.get("git_commit"), False),
-    "other packages": (lambda s, p: ", ".join(f"{k} {v}" for k, v in sorted(_packages(p).items())) or None, False),
+    "other packages": (lambda s, p: _packages(p), False),
     "Python": (lambda s, p: p.get("python"), False),
     "host": (lambda s, p: p.get("host"), False),
 }
 DECIDES = [aspect for aspect, (_, decides) in ASPECTS.items() if decides]
 
 
-def _value(run: Run, cell: str, aspect: str) -> str:
+def _value(run: Run, cell: str, aspect: str):
     value = ASPECTS[aspect][0](run.summaries.get(cell) or {}, run.provenance.get(cell) or {})
-    return NOT_RECORDED if value is None else str(value)
+    return NOT_RECORDED if value is None else value if isinstance(value, dict) else str(value)
 
 
-def _packages_shown(a: str, b: str) -> tuple[str, str]:
-    """Both sides' `other packages`: the versions of those that differ, or how many are the same."""
+def _shown(a, b) -> tuple[str, str]:
+    """Both sides of an aspect made of several values (settings, packages): how many, when all are the
+    same; else only those that differ, `key=value`."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return tuple(v if isinstance(v, str) else ", ".join(f"{k}={v[k]}" for k in sorted(v)) for v in (a, b))
     if a == b:
-        return (a, b) if a == NOT_RECORDED else ((f"{len(a.split(', '))} packages, same versions",) * 2)
-    before, after = (dict(item.rsplit(" ", 1) for item in v.split(", ")) if v != NOT_RECORDED else {} for v in (a, b))
-    differ = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
-    return tuple(", ".join(f"{k} {side.get(k, 'none')}" for k in differ) for side in (before, after))
+        return (f"{len(a)} values, all the same",) * 2
+    differ = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return tuple(", ".join(f"{k}={side.get(k, 'none')}" for k in differ) for side in (a, b))
 
 
 def compare(reference: Run, candidate: Run, cells: list[str]) -> pd.DataFrame:
     """One row per cell and aspect: both values, whether they are the same, whether the aspect decides
-    the numbers. For `other packages` only those whose versions differ are named."""
+    the numbers. Of the settings and the other packages only those that differ are named."""
     rows = []
     for cell in cells:
         for aspect, (_, decides) in ASPECTS.items():
             a, b = _value(reference, cell, aspect), _value(candidate, cell, aspect)
             same = a == b and a != NOT_RECORDED
-            if aspect == "other packages":
-                a, b = _packages_shown(a, b)
+            a, b = _shown(a, b)
             rows.append({"cell": cell, "aspect": aspect, "reference": a, "candidate": b, "same": same,
                          "decides": decides})
     return pd.DataFrame(rows, columns=COLUMNS)
