@@ -4,6 +4,7 @@
 #                                       (CONFIG="my.yaml": the config file(s) the run was made with)
 # make cells   list the cells of the grid
 # make lock    re-make requirements.lock in a clean temporary venv (after editing pyproject.toml's dependencies)
+# make reproduce-check   run the default grid when needed, then compare it with experiments/reference
 #
 # .venv is installed from requirements.lock's exact versions; `make UNLOCKED=1 ...` installs from
 # pyproject.toml's ranges instead.
@@ -20,7 +21,7 @@ CONFIG ?=
 CONFIGS := experiments/config.yaml $(CONFIG)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: all report test cell cells lock clean
+.PHONY: all report test cell cells lock reproduce-check clean
 
 all: report
 
@@ -38,6 +39,11 @@ cell: $(STAMP)
 	@carcolor config $(CONFIGS) --cells --no-deep | grep -qx "$(CELL)" || { echo "unknown cell '$(CELL)'; cells of this grid:"; carcolor config $(CONFIGS) --cells --no-deep; exit 2; }
 	rm -f results/runs/$(CELL)/checkpoint.pt  # else the finished checkpoint would be reused, not re-trained
 	snakemake --cores all$(if $(strip $(CONFIG)), --configfile $(CONFIG)) --forcerun results/runs/$(CELL)/train.ipynb
+
+# Did this machine reproduce the reference run? The page: results/compare/index.html and index.pdf.
+reproduce-check: $(STAMP)
+	snakemake --cores all
+	carcolor compare experiments/reference
 
 # Re-installs when pyproject.toml or the lock changed, or after the other install mode.
 $(STAMP): pyproject.toml $(if $(UNLOCKED),,$(LOCK))

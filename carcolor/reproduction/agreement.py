@@ -6,7 +6,6 @@ Only what both runs have is compared: the cells both ran, the colours both have.
 from __future__ import annotations
 
 import io
-import math
 import re
 
 import numpy as np
@@ -147,6 +146,8 @@ def agreement(reference: Run, candidate: Run, cells: list[str], margins: dict) -
         ref, cand = _values(reference, metric, cells), _values(candidate, metric, cells)
         for (arch, optimizer, colour), b in ref.groupby(PAIR + ["colour"], sort=False):
             a = cand[(cand["arch"] == arch) & (cand["optimizer"] == optimizer) & (cand["colour"] == colour)]
+            if a.empty:  # a colour the candidate lacks: a grid difference, not compared
+                continue
             r = _interval(kind, a, b)
             rows.append({"arch": arch, "optimizer": optimizer, "metric": metric, "colour": colour, "kind": kind,
                          "n_reference": r["n_b"], "n_candidate": r["n_a"], "mean_reference": r["mean_b"],
@@ -181,7 +182,3 @@ def curves(reference: Run, candidate: Run, cells: list[str], split: str = "val")
 def counts(table: pd.DataFrame, column: str = "verdict") -> dict[str, int]:
     values = table[column].value_counts()
     return {v: int(values.get(v, 0)) for v in stats.EQUIVALENCE_VERDICTS}
-
-
-def isnan(x) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
