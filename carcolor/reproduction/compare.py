@@ -3,7 +3,7 @@
 `carcolor compare REFERENCE [CANDIDATE]` reads both (results folders, archives or unpacked archives;
 the candidate defaults to results/), writes the tables of the comparison into results/compare/
 (comparison.csv: every pair x metric with its interval and verdict; setup.csv, claims.csv,
-curves.csv, compare.json) and renders report/compare.qmd from them into results/compare/index.html
+curves.csv, compare.json) and renders report/compare/index.qmd from them into results/compare/index.html
 and index.pdf with the report's renderer. The margins are the `reproduction` section of
 experiments/config.yaml, or of a config file given with --margins.
 """
@@ -23,7 +23,7 @@ from . import agreement, runs, setup
 
 COMMAND = "compare"
 SECTION = "reproduction"
-QMD = defaults.REPO / "report" / "compare.qmd"
+QMD = defaults.REPO / "report" / "compare" / "index.qmd"
 SUMMARY = "compare.json"
 
 

@@ -31,7 +31,7 @@ class Comparison:
 
 def load(folder: str | Path | None = None) -> Comparison:
     """The tables of `folder`, by default $CARCOLOR_RESULTS (set by the renderer)."""
-    folder = Path(folder or os.environ.get("CARCOLOR_RESULTS") or "../results/compare")
+    folder = Path(folder or os.environ.get("CARCOLOR_RESULTS") or "../../results/compare")
     read = {name: pd.read_csv(folder / f"{name}.csv", keep_default_na=name != "setup")
             for name in ("comparison", "setup", "claims", "curves")}
     return Comparison(summary=json.loads((folder / "compare.json").read_text()), **read)
