@@ -5,6 +5,7 @@
 #                                       (CONFIG="my.yaml": the config file(s) the results were made with)
 # make cells   list the cells of the grid
 # make lock    re-make requirements.lock in a clean temporary venv (after editing pyproject.toml's dependencies)
+# make reproduce-check   run the default grid when needed, then compare it with experiments/reference
 #
 # .venv is installed from requirements.lock's exact versions; `make UNLOCKED=1 ...` installs from
 # pyproject.toml's ranges instead.
@@ -21,7 +22,7 @@ CONFIG ?=
 CONFIGFILES := $(if $(strip $(CONFIG)), --configfile $(CONFIG))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: all report test cell cells lock clean
+.PHONY: all report test cell cells lock reproduce-check clean
 
 all: report
 
@@ -43,6 +44,11 @@ cells: $(STAMP)
 cell: $(STAMP)
 	@carcolor config --no-deep --cell "$(CELL)" --made-with results/config.yaml $(CONFIG)
 	CARCOLOR_RETRAIN=$(CELL) snakemake --cores all$(CONFIGFILES) --forcerun results/runs/$(CELL)/train.ipynb
+
+# Did this machine reproduce the reference run? The page: results/compare/index.html and index.pdf.
+reproduce-check: $(STAMP)
+	snakemake --cores all
+	carcolor compare experiments/reference
 
 # Re-installs when pyproject.toml or the lock changed, or after the other install mode.
 $(STAMP): pyproject.toml $(if $(UNLOCKED),,$(LOCK))

@@ -21,6 +21,8 @@ COMMANDS = {
     "render": ("carcolor.reporting.render", "render the report (HTML and PDF)"),
     "config": ("carcolor.checks", "validate config files (merged in order over the defaults) and print the result"),
     "record-config": ("carcolor.config", "write the run's resolved config and config files (results/config.yaml)"),
+    "archive": ("carcolor.reproduction.archive", "pack a finished run as one zip with RO-Crate metadata"),
+    "compare": ("carcolor.reproduction.compare", "did a run reproduce a reference? a page with a verdict per metric"),
 }
 
 

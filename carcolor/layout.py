@@ -47,3 +47,7 @@ def page_path(cell: str) -> str:
 
 # The Snakefile's patterns: the same names with wildcards in place of the cell's parts.
 CELL_PATTERN = cell_name("{arch}", "{optimizer}", "{seed}")
+
+# A finished run packed as one zip (carcolor archive), and the comparison of two runs (carcolor compare).
+ARCHIVE_DIR = "results/archive"
+COMPARE_DIR = "results/compare"

@@ -24,7 +24,7 @@ from carcolor import workflow as wf
 from tests.flow import CELLS, REPO, planned, snakemake
 
 PACKAGE = REPO / "carcolor"
-STAGES = ("data", "training", "analysis", "reporting")  # in the order of the DAG
+STAGES = ("data", "training", "analysis", "reporting", "reproduction")  # in the order of the DAG
 # The flat core that every stage may use; it imports no stage.
 BASE = {"atomic", "command", "defaults", "grid", "kernels", "layout", "provenance", "requirements", "runlock",
         "sources"}

@@ -252,3 +252,77 @@ def variance_ratio_factor(n_a: int, n_b: int, confidence: float = 0.95) -> float
     if n_a < 2 or n_b < 2:
         return math.nan
     return float(_sp.f.ppf((1 + confidence) / 2, n_b - 1, n_a - 1))
+
+
+# --------------------------------------------------------------------------- two runs of one study
+# Did a run reproduce another? Its seeds ran on another machine (or another day), so they are not
+# paired with the reference's: the difference of two independent means, Welch's t, and an equivalence
+# rule instead of a sign rule.
+
+EQUIVALENCE_VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+
+
+def _side(values: Sequence[float]) -> np.ndarray:
+    x = np.asarray(values, dtype=float).ravel()
+    return x[~np.isnan(x)]
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.90) -> dict:
+    """Difference of the means of two independent samples, mean(a) - mean(b), with Welch's t interval.
+
+    mean ± t_{(1+c)/2, df} · √(s_a²/n_a + s_b²/n_b), with the Welch-Satterthwaite df; it does not assume
+    equal variances (another machine may scatter more). NaNs are dropped per side. Fewer than 2 values
+    on a side: the difference with NaN bounds (one seed shows no spread). Both sides without spread
+    (all values equal, up to rounding): a zero-width interval at the difference.
+    """
+    _check_confidence(confidence)
+    x, y = _side(a), _side(b)
+    out = {"n_a": len(x), "n_b": len(y), "mean_a": _mean(x), "mean_b": _mean(y)}
+    estimate = out["mean_a"] - out["mean_b"]
+    if len(x) < 2 or len(y) < 2:
+        return {**out, "estimate": estimate, "low": math.nan, "high": math.nan, "df": math.nan,
+                "method": f"Welch t: fewer than 2 seeds on a side (n={len(x)} and {len(y)}), no interval"}
+    va, vb = (0.0 if _all_equal(v) else float(v.var(ddof=1)) / len(v) for v in (x, y))
+    method = f"Welch t, n={len(x)} and {len(y)}"
+    if va == 0 and vb == 0:
+        return {**out, "estimate": estimate, "low": estimate, "high": estimate, "df": math.nan,
+                "method": f"{method}: no spread on either side"}
+    df = (va + vb) ** 2 / (va ** 2 / (len(x) - 1) + vb ** 2 / (len(y) - 1))
+    half = float(_sp.t.ppf((1 + confidence) / 2, df)) * math.sqrt(va + vb)
+    return {**out, "estimate": estimate, "low": estimate - half, "high": estimate + half, "df": df,
+            "method": f"{method}, df={df:.1f}"}
+
+
+def welch_ratio(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.90) -> dict:
+    """Ratio of the geometric means of two independent samples of positive values (times), a / b.
+
+    `welch_difference` of the logs, exponentiated: swapping a and b inverts the ratio and its interval.
+    `mean_a` and `mean_b` stay arithmetic means, for the table.
+    """
+    x, y = _side(a), _side(b)
+    _check_positive(x, "a")
+    _check_positive(y, "b")
+    logs = welch_difference(np.log(x), np.log(y), confidence=confidence)
+    return {**logs, "mean_a": _mean(x), "mean_b": _mean(y), "estimate": math.exp(logs["estimate"]),
+            "low": math.exp(logs["low"]), "high": math.exp(logs["high"]), "method": logs["method"] + " on logs"}
+
+
+def equivalence(low: float, high: float, *, lower: float, upper: float) -> str:
+    """The reproduction rule: "reproduced" when [low, high] lies inside [lower, upper] (the margins),
+    "not reproduced" when it lies wholly outside them, "inconclusive" otherwise (it straddles a margin,
+    or has a NaN bound).
+
+    With a 90 % interval, "reproduced" is the two one-sided tests (TOST) at 5 % each: the difference
+    is shown to be above `lower` and below `upper`.
+    """
+    if not lower < upper:
+        raise ValueError(f"margins out of order: lower={lower!r} must be below upper={upper!r}")
+    if math.isnan(low) or math.isnan(high):
+        return "inconclusive"
+    if low > high:
+        raise ValueError(f"interval bounds out of order: low={low!r} > high={high!r}")
+    if lower <= low and high <= upper:
+        return "reproduced"
+    if high < lower or low > upper:
+        return "not reproduced"
+    return "inconclusive"
