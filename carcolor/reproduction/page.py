@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..reporting import narrative
+from ..reporting import fmt, results
 from . import agreement
 
 METRIC_ORDER = ("macro-F1", "loss", "epoch time")
@@ -38,7 +38,7 @@ def load(folder: str | Path | None = None) -> Comparison:
 
 
 def labels(frame: pd.DataFrame) -> dict[tuple[str, str], str]:
-    return {(a, o): narrative.run_label(a, o) for a, o in zip(frame["arch"], frame["optimizer"])}
+    return {(a, o): fmt.run_label(a, o) for a, o in zip(frame["arch"], frame["optimizer"])}
 
 
 def metric_name(metric: str, split: str) -> str:
@@ -129,8 +129,8 @@ def counts(c: Comparison, part: str) -> dict[str, int]:
 
 
 def renderer() -> str:
-    return narrative.renderer_name()
+    return results.renderer_name()
 
 
 def md(frame: pd.DataFrame, caption: str, label: str) -> str:
-    return narrative.md_table(frame, caption, label)
+    return fmt.md_table(frame, caption, label)
