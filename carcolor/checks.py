@@ -31,6 +31,7 @@ def check_config(cfg: dict) -> None:
     from .training import models, optimizers
 
     _check_colours(cfg["data"])
+    _check_synthetic_sizes(cfg)
     for arch in cfg["grid"]["archs"]:
         _named(models.check_arch, arch)
     for name in cfg["grid"]["optimizers"]:
@@ -61,6 +62,29 @@ def _check_colours(data: dict) -> None:
     if top_n and top_n > len(drawable):
         raise ConfigError(f"config 'data.top_n_colours' is {top_n} but the synthetic generator draws only "
                           f"{len(drawable)} colours; set it to {len(drawable)} or fewer, or use data.source: dvm.")
+
+
+def _check_synthetic_sizes(cfg: dict) -> None:
+    """The synthetic draw gives every colour the same adverts of the same size: whether they split into the
+    requested counts is known before anything is drawn, by preparation's own rule."""
+    import numpy as np
+
+    from .data.selection import DataError, asked, check_sizes
+
+    data, draw = cfg["data"], cfg["synthetic"]
+    if data["source"] != "synthetic":
+        return
+    counts = {split: data[f"n_{split}_per_colour"] for split in ("train", "val", "test")}
+    sizes = np.full(draw["adverts_per_colour"], draw["photos_per_advert"])
+    try:
+        check_sizes(sizes, counts, "any")
+    except DataError:
+        photos = "photo" if draw["photos_per_advert"] == 1 else "photos"
+        raise ConfigError(f"config 'synthetic' draws {draw['adverts_per_colour']} adverts x {draw['photos_per_advert']} "
+                          f"{photos} per colour ({int(sizes.sum())} images), which cannot be split by advert into "
+                          f"{asked(counts)} images per colour ('data'): raise synthetic.adverts_per_colour or "
+                          f"photos_per_advert, or lower data.n_train_per_colour, n_val_per_colour or "
+                          f"n_test_per_colour.") from None
 
 
 def _did_you_mean(word: str, choices: tuple[str, ...]) -> str:

@@ -270,3 +270,13 @@ def test_viewpoints_need_the_image_table(tmp_path, monkeypatch):
     (tmp_path / "dvm.zip").write_bytes(b"")
     msg = _one_line_error({"data": {"source": "dvm", "paths": ["dvm.zip"], "viewpoints": [0]}})
     assert "'data.viewpoints' is [0] but 'data.image_table' is null" in msg
+
+
+@pytest.mark.parametrize("draw", [{"adverts_per_colour": 2, "photos_per_advert": 1}, {"adverts_per_colour": 30}])
+def test_counts_the_synthetic_draw_cannot_give_are_refused_before_anything_is_drawn(draw):
+    """By preparation's own rule (whole adverts per split, a reserve for unreadable files): the default
+    counts need more than 2 single photos, and more than 30 adverts of 4 photos."""
+    msg = _one_line_error({"synthetic": draw})
+    assert msg.startswith(f"config 'synthetic' draws {draw['adverts_per_colour']} adverts x ") and \
+        "70 train + 30 val + 20 test = 120 images per colour" in msg and "synthetic.adverts_per_colour" in msg
+    assert checked({"synthetic": {"adverts_per_colour": 40}})  # the default draw fits

@@ -80,6 +80,15 @@ def _held_out(sizes: np.ndarray, n_train: int, n_val: int, n_test: int, colour: 
     return k, j
 
 
+def check_sizes(sizes: np.ndarray, counts: dict[str, int], colour: str) -> tuple[int, int]:
+    """Whether adverts of these sizes (images each, in the order they are taken) give the counts of each
+    split by whole adverts; raises DataError saying what to lower. Returns the val and test adverts."""
+    if int(sizes.sum()) < sum(counts.values()):
+        raise DataError(f"colour {colour!r} has only {int(sizes.sum())} images but {asked(counts)} are requested; "
+                        f"lower {_keys(counts)} or drop the colour.")
+    return _held_out(sizes, counts["train"], counts["val"], counts["test"], colour)
+
+
 def split_by_advert(images: pd.DataFrame, colours: list[str], n_train: int, n_val: int,
                     seed: int, n_test: int = 0) -> pd.DataFrame:
     """Candidates per colour and split, in the order they are to be used.
@@ -101,13 +110,10 @@ def split_by_advert(images: pd.DataFrame, colours: list[str], n_train: int, n_va
         own = images[(images["color"] == colour).to_numpy()]
         own = own.iloc[np.argsort(own["name"].astype(object).map(name_key).to_numpy(dtype=object),
                                   kind="stable")].reset_index(drop=True)
-        if len(own) < n_train + n_val + n_test:
-            raise DataError(f"colour {colour!r} has only {len(own)} images but {asked(counts)} are requested; "
-                            f"lower {_keys(counts)} or drop the colour.")
         adv = own["adv_id"].astype(object).to_numpy()
         sizes = pd.Series(adv).value_counts().sort_index()  # adverts in name order, not listing order
         adverts = sizes.index.to_numpy()[rng.permutation(len(sizes))]
-        k, j = _held_out(sizes.loc[adverts].to_numpy(), n_train, n_val, n_test, colour)
+        k, j = check_sizes(sizes.loc[adverts].to_numpy(), counts, colour)
         held_out = {a: "val" for a in adverts[:k]} | {a: "test" for a in adverts[len(adverts) - j:]}
         side = pd.Series(adv).map(held_out).fillna("train").to_numpy(dtype=object)
         # The test pool is shuffled last: the generator then draws val and train as it always did.
