@@ -71,9 +71,9 @@ MOMENTS = [
 ]
 
 
-def _run_until(workdir, env, condition, timeout=600) -> bool:
+def _run_until(checkout, workdir, env, condition, timeout=600) -> bool:
     """Start the workflow and SIGKILL it (with every process it started) once condition(workdir) holds."""
-    proc = subprocess.Popen(snakemake_cmd(workdir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen(snakemake_cmd(workdir, checkout=checkout), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + timeout
     try:
@@ -125,19 +125,20 @@ def _leftovers(workdir) -> list[str]:
     return [str(p.relative_to(workdir)) for p in found if ".snakemake" not in p.parts]
 
 
-def test_killed_at_every_stage_the_same_command_finishes_with_the_same_numbers(repo, smoke_run, tmp_path, tool_env):
+def test_killed_at_every_stage_the_same_command_finishes_with_the_same_numbers(smoke_run, tmp_path, tool_env):
+    """In a folder of its own, with the smoke run's checkout (whose provenance it must then match)."""
     work = tmp_path / "killed"
     work.mkdir()
     hit, logs = [], []  # each job's log is rewritten when it runs again: keep what every run wrote
     for name, condition in MOMENTS:
-        if _run_until(work, tool_env, condition):
+        if _run_until(smoke_run, work, tool_env, condition):
             hit.append(name)
         logs += [_cell_log(work, cell) for cell in CELLS]
     assert hit == [name for name, _ in MOMENTS], f"the workflow was killed only at {hit}"
-    out = snakemake(repo, work, env=tool_env)  # the README's command, nothing by hand
+    out = snakemake(smoke_run, work, env=tool_env)  # the README's command, nothing by hand
     text = out.stdout + out.stderr
     assert "removed the locks of an earlier run that was killed" in text
-    assert "Nothing to be done" in snakemake(repo, work, "-n", env=tool_env).stdout
+    assert "Nothing to be done" in snakemake(smoke_run, work, "-n", env=tool_env).stdout
     # training carried on where it could: from the epoch-1 checkpoint, and without re-training a finished cell
     logs = "\n".join(logs + [_cell_log(work, cell) for cell in CELLS])
     assert re.search(r"resuming after epoch [12] ", logs) and "all 3 epochs were trained already" in logs

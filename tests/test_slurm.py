@@ -53,13 +53,14 @@ def cluster(slurm_installed, tmp_path_factory):
         yield root
 
 
-def _cmd(repo, work, nogpu, *args):
+def _cmd(checkout, work, nogpu, *args):
     """The README's SLURM command on the smoke config, with a CPU-only cluster (no GPU request), no
-    account (the test cluster has none), 2-CPU jobs for the data steps and a 1-second status poll."""
-    return snakemake_cmd(work, "--profile", str(repo / "profiles" / "slurm"), "--slurm-no-account",
+    account (the test cluster has none), 2-CPU jobs for the data steps and a 1-second status poll.
+    The checkout is the smoke run's, whose provenance (a copy: no commit) the tables must then match."""
+    return snakemake_cmd(work, "--profile", str(checkout / "profiles" / "slurm"), "--slurm-no-account",
                          "--slurm-init-seconds-before-status-checks", "1",
                          "--set-threads", "generate_synthetic=2", "prepare_dataset=2", *args,
-                         config=["tests/smoke.yaml", nogpu])
+                         checkout=checkout, config=["tests/smoke.yaml", nogpu])
 
 
 def _run(cmd, env, check=True):
@@ -105,7 +106,7 @@ def test_smoke_grid_through_slurm(slurm_installed, repo, smoke_run, cluster, tmp
     nogpu.write_text("cluster:\n  gpus_per_job: 0\n")
     work = tmp_path / "work"
     work.mkdir()
-    cmd = _cmd(repo, work, nogpu)
+    cmd = _cmd(smoke_run, work, nogpu)
 
     # 1. A cell's SLURM job dies mid-training: that run fails, the same command then finishes the grid.
     start = time.time()
@@ -155,11 +156,11 @@ def test_smoke_grid_through_slurm(slurm_installed, repo, smoke_run, cluster, tmp
     cell = CELLS[-1]
     before = _job_of(work, cell)
     start = time.time()
-    one = _run(_cmd(repo, work, nogpu, "--forcerun", f"results/runs/{cell}/train.ipynb"), {**env, RETRAIN: cell})
+    one = _run(_cmd(smoke_run, work, nogpu, "--forcerun", f"results/runs/{cell}/train.ipynb"), {**env, RETRAIN: cell})
     print(f"make cell's recipe: {time.time() - start:.0f} s")
     assert len(_submitted(one)) == 1, one.stderr[-3000:]
     new = [r for r in finished_jobs(root) if r["JobId"] not in records]
     assert [r["JobId"] for r in new] == [_job_of(work, cell)] != [before]
     text = one.stdout + one.stderr
     assert "(Rule: collect_tables)" in text and "(Rule: render_report)" in text
-    assert "Nothing to be done" in snakemake(repo, work, "-n", env=env, config=["tests/smoke.yaml", nogpu]).stdout
+    assert "Nothing to be done" in snakemake(smoke_run, work, "-n", env=env, config=["tests/smoke.yaml", nogpu]).stdout
