@@ -291,7 +291,7 @@ def test_quartos_kernel_is_this_interpreter_without_the_tcp_warning():
     assert "--IPKernelApp.log_level=ERROR" in spec["argv"] and spec["language"] == "python"
     environment = dict(line.split("=", 1) for line in (ROOT / "_environment").read_text().splitlines()
                        if line and not line.startswith("#"))
-    assert (ROOT / environment["JUPYTER_PATH"]).resolve() == quarto.KERNELSPECS.resolve()
+    assert (QMD.parent / environment["JUPYTER_PATH"]).resolve() == quarto.KERNELSPECS.resolve()  # from report/
 
 
 def test_quarto_that_writes_elsewhere_is_an_error(tmp_path, monkeypatch):

@@ -270,7 +270,7 @@ def _document_file(qmd_dir: Path, name: str, what: str) -> Path:
 def _document_arguments(meta: dict, fmt: str, qmd_dir: Path) -> list[str]:
     """pandoc's arguments for the files the .qmd names for this format (paths relative to it): its Lua
     filters (in order; Quarto's ``at:`` stages do not apply), its bibliography with its citation style,
-    and what it includes in the header."""
+    what it includes in the header and its style sheets (after the offline renderer's own)."""
     args = [f"--lua-filter={_document_file(qmd_dir, f.get('path') if isinstance(f, dict) else f, 'filter')}"
             for f in _listed(_format_option(meta, fmt, "filters")) if f != "quarto"]
     bibliography = _listed(_format_option(meta, fmt, "bibliography"))
@@ -280,6 +280,7 @@ def _document_arguments(meta: dict, fmt: str, qmd_dir: Path) -> list[str]:
             args.append(f"--csl={_document_file(qmd_dir, _format_option(meta, fmt, 'csl'), 'citation style')}")
     args += [f"--include-in-header={_document_file(qmd_dir, h, 'header')}"
              for h in _listed(_format_option(meta, fmt, "include-in-header"))]
+    args += [f"--css={_document_file(qmd_dir, c, 'style sheet')}" for c in _listed(_format_option(meta, fmt, "css"))]
     return args
 
 
