@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,7 @@ from matplotlib.figure import Figure
 
 from carcolor import layout
 from carcolor.analysis import stats
-from carcolor.reporting import pairs, plots, quarto, render, verdicts
+from carcolor.reporting import fmt, offline, pairs, plots, quarto, render, verdicts
 from tests.conftest import FIXTURE_RESULTS
 from tests.fixtures import make_tables as fx
 
@@ -86,6 +87,25 @@ def test_numbers_of_the_tables_are_in_both(fixture_report):
     html, pdf = fixture_report.html_text, _squash(fixture_report.pdf_text)
     for fact in ("12 runs", "0.770 ± 0.065", "0:26:09", "1:54:34 / 1:38:34 = 1.16×", "t = 4.30", "1,320"):
         assert fact in html and _squash(fact) in pdf, fact
+
+def test_the_date_citations_and_landmark_the_document_asks_for(fixture_report):
+    """date-format: long, the CSL file's citation style (the same under Quarto's pandoc), a main landmark."""
+    html, pdf = fixture_report.html_text, _squash(fixture_report.pdf_text)
+    today = fmt.long_date(date.today())
+    assert f'<p class="date">{today}</p>' in html and _squash(today) in pdf
+    assert re.search(r"Huang et al\.(</span>)? 2022b</a>, <a [^>]*>2022a</a>", html)
+    assert _squash("(Huang et al. 2022b, 2022a)") in pdf
+    assert html.count("<main>") == 1 and html.index("<main>") < html.index('id="title-block-header"')
+
+
+def test_what_the_offline_renderer_cannot_do_is_named(tmp_path):
+    with pytest.raises(render.RenderError, match="date-format 'short' is not one the offline renderer writes: "
+                                                 "use long or iso"):
+        offline._date("today", "short")
+    assert offline._date("today", "iso") == date.today().isoformat() and offline._date("2026-01-02") == "2026-01-02"
+    with pytest.raises(render.RenderError, match=r"the \.qmd's citation style .*missing\.csl not found"):
+        offline._document_arguments({"bibliography": "references.bib", "csl": "missing.csl"}, "html", QMD.parent)
+
 
 def test_the_synthetic_data_note_is_a_box_in_both(fixture_report):
     """The .qmd's callout: a titled box in the HTML (callout.lua, style.css) and in the PDF (the report's

@@ -6,7 +6,8 @@ links; pandoc (pypandoc's bundled binary) writes self-contained HTML with this m
 (callouts drawn by its ``callout.lua``, the page in a ``main`` landmark), and Typst with its
 ``header.typ``, which the ``typst`` package compiles into the PDF. What the .qmd's front matter asks of
 Quarto, it asks of pandoc too: the citation style (``csl``), the long date (``date-format: long``), the
-Typst header and Lua filters of its ``typst`` format. The kernel dies with the job (:mod:`carcolor.kernels`).
+Typst header and Lua filters of its ``typst`` format, the style sheets of its ``html`` format. The kernel
+dies with the job (:mod:`carcolor.kernels`).
 """
 
 from __future__ import annotations
