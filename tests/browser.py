@@ -4,6 +4,10 @@
 links and #anchors that lead nowhere, and any request for something other than a `file:` or `data:`
 URL; it also saves a full-page screenshot. Chromium and its driver are Debian's (`chromium`,
 `chromium-driver`); selenium is given the driver's path, so nothing is downloaded at test time.
+
+Given axe-core's `axe.min.js` (`$CARCOLOR_AXE`: .ci/run installs axe-core from npm), it also audits the
+page's accessibility (WCAG rules, as most checkers do): the script is injected into the opened page, and
+a serious or critical violation is a problem; moderate and minor ones are listed (`violations`).
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import base64
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -19,6 +24,19 @@ import pytest
 BROWSERS = ("chromium", "chromium-browser")
 ALLOWED_SCHEMES = ("file", "data")
 WIDTH = 1280
+AXE_VARIABLE = "CARCOLOR_AXE"  # the path of axe-core's axe.min.js
+BLOCKING = ("serious", "critical")  # the impacts that fail a page
+
+
+class AccessibilityNote(UserWarning):
+    """A moderate or minor accessibility violation: listed in the test output, not a failure."""
+
+
+def _missing(msg: str) -> None:
+    """Skip the test, or fail it where the variable CI is set (.ci/run installs what is missing)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{msg} (CI is set, so this fails instead of skipping)", pytrace=False)
+    pytest.skip(msg)
 
 
 def tools() -> tuple[str, str]:
@@ -31,12 +49,24 @@ def tools() -> tuple[str, str]:
     except ImportError:
         missing.append("selenium (pip install -e '.[test]')")
     if missing:
-        msg = (f"browser check needs {', '.join(missing)}: "
-               "apt-get install -y --no-install-recommends chromium chromium-driver")
-        if os.environ.get("CI"):
-            pytest.fail(f"{msg} (CI is set, so this fails instead of skipping)", pytrace=False)
-        pytest.skip(msg)
+        _missing(f"browser check needs {', '.join(missing)}: "
+                 "apt-get install -y --no-install-recommends chromium chromium-driver")
     return browser, driver
+
+
+def axe_found() -> Path | None:
+    """axe-core's axe.min.js named by $CARCOLOR_AXE, where that file exists."""
+    value = os.environ.get(AXE_VARIABLE)
+    return Path(value) if value and Path(value).is_file() else None
+
+
+def axe_script() -> Path:
+    """axe.min.js; where it is missing the test is skipped, or fails under CI."""
+    path = axe_found()
+    if path is None:
+        _missing(f"the accessibility check needs axe-core: npm install axe-core@4 in a folder of your choice, "
+                 f"then {AXE_VARIABLE}=<that folder>/node_modules/axe-core/axe.min.js")
+    return path
 
 
 def _driver(browser: str, driver: str):
@@ -115,13 +145,36 @@ def _screenshot(chrome, out: Path) -> Path:
     return out
 
 
-def check_page(html: str | Path, screenshot: str | Path) -> dict:
+_AXE_RUN = """
+const done = arguments[arguments.length - 1];
+axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map(v => ({
+  id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length,
+  targets: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))), e => done([{id: 'axe-error', impact: 'critical',
+  help: String(e), nodes: 0, targets: []}]));
+"""
+
+
+def _audit(chrome, axe: Path) -> list[dict]:
+    """axe-core's violations on the open page: {id, impact, help, nodes (how many), targets (the first 3)}."""
+    chrome.set_script_timeout(120)
+    chrome.execute_script(axe.read_text(encoding="utf-8"))
+    return chrome.execute_async_script(_AXE_RUN)
+
+
+def describe(violation: dict) -> str:
+    v = violation
+    return f"{v['impact']}: {v['id']} ({v['help']}) on {v['nodes']} element(s), e.g. {'; '.join(v['targets'])}"
+
+
+def check_page(html: str | Path, screenshot: str | Path, axe: Path | None = None) -> dict:
     """Open html in headless Chromium with the network off; return what a reader would find wrong.
 
     Returns {"problems": [one line each], "images": n, "links": [hrefs], "requests": [urls], "screenshot": path,
-    "console": [entries]}. Problems: console messages at level SEVERE, an <img> not complete or with
-    naturalWidth 0, an '#id' link with no such id in the page, a relative link to a file that does not
-    exist (or lacks the #id it names), a request for any URL that is not file: or data:.
+    "console": [entries], "violations": [axe's, see _audit] or None without ``axe``}. Problems: console
+    messages at level SEVERE, an <img> not complete or with naturalWidth 0, an '#id' link with no such id in
+    the page, a relative link to a file that does not exist (or lacks the #id it names), a request for any
+    URL that is not file: or data:, and (with ``axe``, the path of axe.min.js) each serious or critical
+    accessibility violation; the moderate and minor ones are issued as :class:`AccessibilityNote` warnings.
     """
     page = Path(html).resolve()
     if not page.is_file():
@@ -131,6 +184,7 @@ def check_page(html: str | Path, screenshot: str | Path) -> dict:
         chrome.get(page.as_uri())
         facts = chrome.execute_script(_PAGE_FACTS)
         shot = _screenshot(chrome, Path(screenshot))
+        violations = _audit(chrome, Path(axe)) if axe else None
         console = chrome.get_log("browser")
         requests = _requests(chrome.get_log("performance"))
     finally:
@@ -140,5 +194,11 @@ def check_page(html: str | Path, screenshot: str | Path) -> dict:
     problems += _link_problems(facts["links"], set(facts["anchors"]), page)
     problems += [f"request leaves the file: {url[:200]}" for url in requests
                  if urlsplit(url).scheme not in ALLOWED_SCHEMES]
+    for v in violations or []:
+        if v["impact"] in BLOCKING:
+            problems.append(f"accessibility, {describe(v)}")
+        else:
+            warnings.warn(AccessibilityNote(f"{page.name}: {describe(v)}"), stacklevel=2)
     return {"problems": problems, "images": len(facts["images"]), "links": [link["href"] for link in facts["links"]],
-            "requests": requests, "screenshot": shot, "console": console, "title": facts["title"]}
+            "requests": requests, "screenshot": shot, "console": console, "title": facts["title"],
+            "violations": violations}

@@ -32,7 +32,7 @@ def report_markdown(results_dir: Path, renderer: str = "report_text") -> str:
     parts = []
     cwd = os.getcwd()
     with mock.patch.dict(os.environ, {results.RESULTS_VARIABLE: str(Path(results_dir).resolve()),
-                                      results.RENDERER_VARIABLE: renderer}):
+                                      results.RENDERED_WITH_VARIABLE: renderer}):
         os.chdir(QMD.parent)
         try:
             for nb_cell in nb.cells:

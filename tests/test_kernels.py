@@ -80,3 +80,34 @@ def test_the_next_job_removes_the_runtime_files_of_dead_ones(tmp_path):
         assert mine.name == str(os.getpid()) and mine.is_dir()
         assert not stale.exists()
     assert not mine.exists()
+
+
+def test_a_killed_render_takes_the_offline_renderers_kernel_with_it(tmp_path, tool_env):
+    """The report's kernel, as the cells' kernels: killed with the render job, its connection file under the
+    render's build folder, nothing left in /tmp."""
+    (tmp_path / "report").mkdir()
+    qmd = tmp_path / "report" / "slow.qmd"
+    qmd.write_text("---\ntitle: slow\n---\n\n```{python}\nimport os, time\nfrom pathlib import Path\n"
+                   "Path('kernel.pid').write_text(str(os.getpid()))\n"
+                   "for i in range(600):\n    Path('beat').write_text(str(time.time()))\n    time.sleep(0.1)\n```\n")
+    out = tmp_path / "results" / "report"
+    before = set(Path("/tmp").glob("tmp*.json"))
+    job = subprocess.Popen([sys.executable, "-m", "carcolor", "render", "--qmd", str(qmd), "--renderer", "fallback",
+                            "--results", str(tmp_path / "results"), "--out", str(out)], cwd=tmp_path, env=tool_env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    pid_file = qmd.parent / "kernel.pid"  # the kernel runs in the .qmd's folder
+    try:
+        deadline = time.time() + 120
+        while not pid_file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        kernel = int(pid_file.read_text())
+        build = out.parent / f".{out.name}.build"
+        assert list((build / kernels.RUNTIME_DIR).rglob("*.json")), "the connection file is in the build folder"
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    assert _gone(kernel, within=0.5), "the report's kernel outlived its job"
+    beat = (qmd.parent / "beat").stat().st_mtime
+    time.sleep(0.5)
+    assert (qmd.parent / "beat").stat().st_mtime == beat, "the kernel kept writing after its job was killed"
+    assert set(Path("/tmp").glob("tmp*.json")) <= before, "a connection file was left in /tmp"

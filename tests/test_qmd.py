@@ -135,5 +135,6 @@ def test_stderr_is_logged_and_hidden_outputs_dropped():
 
 
 def test_the_style_files_are_package_data():
-    assert offline.STYLE.name == "style.css" and "blockquote" in offline.STYLE.read_text()
+    assert offline.STYLE.name == "style.css" and ".callout-warning" in offline.STYLE.read_text()
+    assert offline.HTML_CALLOUTS.suffix == ".lua" and "callout-title" in offline.HTML_CALLOUTS.read_text()
     assert offline.TYPST_HEADER.suffix == ".typ" and "#set figure(numbering: none)" in offline.TYPST_HEADER.read_text()

@@ -120,14 +120,18 @@ def test_missing_table_names_file_and_command(tmp_path):
         results.load_tables(tmp_path)
 
 
-def test_results_dir_and_renderer_from_env(monkeypatch):
+def test_results_dir_and_renderer_from_env(monkeypatch, tmp_path):
     monkeypatch.delenv(results.RESULTS_VARIABLE, raising=False)
-    monkeypatch.delenv(results.RENDERER_VARIABLE, raising=False)
+    monkeypatch.delenv(results.RENDERED_WITH_VARIABLE, raising=False)
+    monkeypatch.delenv(results.QUARTO_SHARE_VARIABLE, raising=False)
     assert results.results_dir() == Path("../results")
     assert results.renderer_name() == "Quarto"
+    (tmp_path / "version").write_text("1.7.34\n")  # a plain `quarto render`: Quarto's resources hold its version
+    monkeypatch.setenv(results.QUARTO_SHARE_VARIABLE, str(tmp_path))
+    assert results.renderer_name() == "Quarto 1.7.34"
     env = results.environment("/x/results", "Quarto 1.6.40")
     monkeypatch.setenv(results.RESULTS_VARIABLE, env[results.RESULTS_VARIABLE])
-    monkeypatch.setenv(results.RENDERER_VARIABLE, env[results.RENDERER_VARIABLE])
+    monkeypatch.setenv(results.RENDERED_WITH_VARIABLE, env[results.RENDERED_WITH_VARIABLE])
     assert results.results_dir() == Path("/x/results")
     assert results.renderer_name() == "Quarto 1.6.40"
 

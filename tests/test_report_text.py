@@ -101,7 +101,7 @@ def test_nothing_is_left_unfilled_or_ungrammatical(texts, case):
 
 def test_the_fixture_grid(texts):
     text = _flat(texts["fixture"][0])
-    assert "Note: synthetic data" in text and "Protocol: an untouched test split" in text
+    assert '::: {.callout-warning title="Synthetic data"}' in text and "Protocol: an untouched test split" in text
     assert "12 runs: 4 pairs of network and optimizer" in text and "with 3 seeds for 6 epochs" in text
     assert "The best pair was MobileNetV2 + Adamax, with a mean test macro-F1 of 0.770 ± 0.065" in text
     assert "All runs together took 0:26:09" in text and "(40 images per colour)" in text

@@ -69,8 +69,14 @@ def test_roc_validator_finds_no_required_issue(archive, tmp_path):
     assert result.passed(), [i.message for i in result.get_issues()]
 
 
-def test_a_run_against_its_own_archive_is_bitwise_identical_and_reproduced(work, archive, tool_env):
-    out = carcolor(work, tool_env, "compare", str(archive.relative_to(work)), "results")
+@pytest.fixture(scope="module")
+def compared(work, archive, tool_env):
+    """carcolor compare of the run against its own archive, page included: its output."""
+    return carcolor(work, tool_env, "compare", str(archive.relative_to(work)), "results")
+
+
+def test_a_run_against_its_own_archive_is_bitwise_identical_and_reproduced(work, compared):
+    out = compared
     assert "[compare] bitwise: bitwise identical (8 cells;" in out
     summary = json.loads((work / layout.COMPARE_DIR / "compare.json").read_text())
     assert summary["verdicts"]["not reproduced"] == summary["verdicts"]["inconclusive"] == 0
@@ -90,3 +96,17 @@ def test_the_reference_folder_holds_the_small_files_and_compares_the_same(work, 
     out = carcolor(work, tool_env, "compare", str(tmp_path / "reference"), "results", "--no-page", "--out",
                    str(tmp_path / "compare"))
     assert "bitwise identical" in out and "(unpacked archive)" in out
+
+
+def test_the_comparison_page_in_a_browser(work, compared, tmp_path):
+    """Its links and figures work offline, its summary is a callout, and the accessibility audit finds
+    nothing serious."""
+    from tests.browser import axe_found, check_page
+    from tests.test_browser import _assert_clean, assert_accessible
+
+    page = work / layout.COMPARE_DIR / "index.html"
+    result = check_page(page, tmp_path / "compare.png", axe=axe_found())
+    _assert_clean(result)
+    assert result["images"] >= 2
+    assert '<div class="callout callout-note">' in page.read_text(encoding="utf-8")
+    assert_accessible(result)

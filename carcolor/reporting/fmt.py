@@ -1,5 +1,5 @@
-"""How the report writes things: the names of networks and optimizers, numbers, durations, mean ± half-width
-bands, lists, Markdown tables and a run's name linked to its page. No sentences: those live in
+"""How the report writes things: the names of networks and optimizers, numbers, durations, dates, mean ±
+half-width bands, lists, Markdown tables and a run's name linked to its page. No sentences: those live in
 ``report/index.qmd``."""
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ def duration(seconds: float) -> str:
     h, rest = divmod(int(round(float(seconds))), 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}"
+
+
+def long_date(day) -> str:
+    """``December 7, 2026``: a date as Quarto writes ``date-format: long`` in English."""
+    return f"{day:%B} {day.day}, {day.year}"
 
 
 def count(n: float) -> str:

@@ -2,8 +2,12 @@
 
 The .qmd is read into a notebook (:mod:`carcolor.reporting.qmd`), executed with nbclient, exported to
 Markdown by nbconvert; figures and tables get their numbers and ids, ``@fig-…`` and ``@tbl-…`` become
-links; pandoc (pypandoc's bundled binary) writes self-contained HTML with this module's ``style.css``,
-and Typst with its ``header.typ``, which the ``typst`` package compiles into the PDF.
+links; pandoc (pypandoc's bundled binary) writes self-contained HTML with this module's ``style.css``
+(callouts drawn by its ``callout.lua``, the page in a ``main`` landmark), and Typst with its
+``header.typ``, which the ``typst`` package compiles into the PDF. What the .qmd's front matter asks of
+Quarto, it asks of pandoc too: the citation style (``csl``), the long date (``date-format: long``), the
+Typst header and Lua filters of its ``typst`` format, the style sheets of its ``html`` format. The kernel
+dies with the job (:mod:`carcolor.kernels`).
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from pathlib import Path
 
 import yaml
 
+from .. import kernels
 from ..sources import package_data
 from . import results
+from .fmt import long_date
 from .qmd import RenderError, describe, qmd_to_notebook, split_front_matter
 
 PACKAGE_DATA = ("templates/offline",)
 STYLE = package_data(__file__, "templates/offline/style.css")
 TYPST_HEADER = package_data(__file__, "templates/offline/header.typ")
+HTML_CALLOUTS = package_data(__file__, "templates/offline/callout.lua")
 
 
 class ReportChunkError(RenderError):
@@ -41,17 +48,19 @@ _KINDS = {"fig": "Figure", "tbl": "Table"}
 # --------------------------------------------------------------------------- execute
 
 
-def execute_notebook(nb, cwd: Path, env: dict, log, timeout: int = 900):
-    """Execute ``nb`` in place with the python3 kernel; raise :class:`ReportChunkError` naming the
-    failing chunk and the Python error."""
+def execute_notebook(nb, cwd: Path, env: dict, log, timeout: int = 900, workdir: Path = Path(".")):
+    """Execute ``nb`` in place with the python3 kernel, which dies with this process and keeps its
+    connection file under ``workdir``/.snakemake/; raise :class:`ReportChunkError` naming the failing
+    chunk and the Python error."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
                             resources={"metadata": {"path": str(cwd)}},
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                            extra_arguments=["--IPKernelApp.log_level=ERROR", *kernels.kernel_arguments()])
     try:
-        client.execute(env=env, cwd=str(cwd))
+        with kernels.runtime_dir(workdir):
+            client.execute(env=env, cwd=str(cwd))
     except CellExecutionError as err:
         for index, nb_cell in enumerate(nb.cells):
             errors = [o for o in nb_cell.get("outputs", []) if o.get("output_type") == "error"]
@@ -197,14 +206,20 @@ def _run_pandoc(args: list[str], cwd: Path, log) -> None:
         log(f"[render]   pandoc: {w}")
 
 
-def _date(value) -> str | None:
-    """Quarto's ``date: today`` as Quarto writes it (``December 7, 2026``); any other date as given."""
+DATE_FORMATS = {"long": long_date, "iso": date.isoformat}  # Quarto's names for them
+
+
+def _date(value, date_format=None) -> str | None:
+    """The document's date as Quarto writes it: ``today`` in ``date-format`` (``long``: ``December 7,
+    2026``; ``iso``: ``2026-12-07``); any other date as given."""
     if value is None:
         return None
-    if str(value).strip().lower() in {"today", "now", "last-modified"}:
-        d = date.today()
-        return f"{d:%B} {d.day}, {d.year}"
-    return str(value)
+    if str(value).strip().lower() not in {"today", "now", "last-modified"}:
+        return str(value)
+    if date_format not in (None, *DATE_FORMATS):
+        raise RenderError(f"date-format {date_format!r} is not one the offline renderer writes: use "
+                          f"{' or '.join(DATE_FORMATS)}")
+    return DATE_FORMATS[date_format or "long"](date.today())
 
 
 def _format_option(meta: dict, fmt: str, key: str, default=None):
@@ -214,11 +229,10 @@ def _format_option(meta: dict, fmt: str, key: str, default=None):
 
 
 def _pandoc_metadata(meta: dict, fmt: str) -> dict:
-    out = {k: meta[k] for k in ("title", "subtitle", "author", "abstract", "lang") if k in meta}
+    out = {k: meta[k] for k in ("title", "subtitle", "author", "abstract", "lang", "link-citations") if k in meta}
     if meta.get("date") is not None:
-        out["date"] = _date(meta["date"])
+        out["date"] = _date(meta["date"], _format_option(meta, fmt, "date-format"))
     out.setdefault("lang", "en")
-    out["link-citations"] = True
     if fmt == "typst":
         for key in ("papersize", "margin", "fontsize", "mainfont", "columns", "section-numbering"):
             if _format_option(meta, fmt, key) is not None:
@@ -231,26 +245,44 @@ def _pandoc_metadata(meta: dict, fmt: str) -> dict:
     return out
 
 
-def _pandoc(build: Path, meta: dict, fmt: str, cite: list[str], log, *extra: str) -> None:
+def _pandoc(build: Path, meta: dict, fmt: str, log, *extra: str) -> None:
     """pandoc report.md -> index.<html|typ> in build, with the document's metadata for that format."""
     (build / f"meta-{fmt}.yaml").write_text(yaml.safe_dump(_pandoc_metadata(meta, fmt), sort_keys=False,
                                                            allow_unicode=True))
     output = "index.html" if fmt == "html" else "index.typ"
     args = ["report.md", "--from=markdown", "--columns=1000", f"--to={'html5' if fmt == 'html' else 'typst'}",
-            "--standalone", f"--metadata-file=meta-{fmt}.yaml", *extra, *cite, f"--output={output}"]
+            "--standalone", f"--metadata-file=meta-{fmt}.yaml", *extra, f"--output={output}"]
     if _format_option(meta, fmt, "toc", False):
         args += ["--toc", "--toc-depth=2"]
     _run_pandoc(args, build, log)
 
 
-def _bibliography(meta: dict, qmd_dir: Path) -> list[str]:
-    """pandoc's citation arguments for the document's ``bibliography``."""
-    bib = meta.get("bibliography") or []
-    paths = [(qmd_dir / b).resolve() for b in ([bib] if isinstance(bib, str) else bib)]
-    for p in paths:
-        if not p.is_file():
-            raise RenderError(f"bibliography {p} not found")
-    return ["--citeproc", *[f"--bibliography={p}" for p in paths]] if paths else []
+def _listed(value) -> list:
+    return [] if value is None else value if isinstance(value, list) else [value]
+
+
+def _document_file(qmd_dir: Path, name: str, what: str) -> Path:
+    path = (qmd_dir / name).resolve()
+    if not path.is_file():
+        raise RenderError(f"the .qmd's {what} {path} not found")
+    return path
+
+
+def _document_arguments(meta: dict, fmt: str, qmd_dir: Path) -> list[str]:
+    """pandoc's arguments for the files the .qmd names for this format (paths relative to it): its Lua
+    filters (in order; Quarto's ``at:`` stages do not apply), its bibliography with its citation style,
+    what it includes in the header and its style sheets (after the offline renderer's own)."""
+    args = [f"--lua-filter={_document_file(qmd_dir, f.get('path') if isinstance(f, dict) else f, 'filter')}"
+            for f in _listed(_format_option(meta, fmt, "filters")) if f != "quarto"]
+    bibliography = _listed(_format_option(meta, fmt, "bibliography"))
+    if bibliography:
+        args += ["--citeproc", *(f"--bibliography={_document_file(qmd_dir, b, 'bibliography')}" for b in bibliography)]
+        if _format_option(meta, fmt, "csl"):
+            args.append(f"--csl={_document_file(qmd_dir, _format_option(meta, fmt, 'csl'), 'citation style')}")
+    args += [f"--include-in-header={_document_file(qmd_dir, h, 'header')}"
+             for h in _listed(_format_option(meta, fmt, "include-in-header"))]
+    args += [f"--css={_document_file(qmd_dir, c, 'style sheet')}" for c in _listed(_format_option(meta, fmt, "css"))]
+    return args
 
 
 def _typst_pdf(build: Path, log) -> Path:
@@ -280,7 +312,7 @@ def render(qmd: Path, build: Path, results_dir: Path, log) -> dict:
     text = qmd.read_text(encoding="utf-8")
     meta, _, _ = split_front_matter(text)
     nb = qmd_to_notebook(text)
-    execute_notebook(nb, qmd.parent.resolve(), results.environment(results_dir, renderer), log)
+    execute_notebook(nb, qmd.parent.resolve(), results.environment(results_dir, renderer), log, workdir=build)
     clean_outputs(nb, log)
     log(f"[render] execute: {len(nb.cells)} notebook cells in {qmd.parent} ({time.perf_counter() - t0:.1f} s)")
 
@@ -292,13 +324,15 @@ def render(qmd: Path, build: Path, results_dir: Path, log) -> dict:
     body, numbers = number_figures(body, nb)
     body = resolve_crossrefs(number_tables(body, numbers), numbers, log)
     (build / "report.md").write_text(body, encoding="utf-8")
-    cite = _bibliography(meta, qmd.parent)
-    html = ["--embed-resources", "--mathml", f"--css={STYLE}", "--resource-path=."]
-    _pandoc(build, meta, "html", cite, log, *html, *(["--number-sections"] if meta.get("number-sections") else []))
+    html = ["--embed-resources", "--mathml", f"--css={STYLE}", "--resource-path=.", f"--lua-filter={HTML_CALLOUTS}",
+            "--variable=include-before:<main>", "--variable=include-after:</main>",  # the page's main landmark
+            *(["--number-sections"] if meta.get("number-sections") else [])]
+    _pandoc(build, meta, "html", log, *html, *_document_arguments(meta, "html", qmd.parent))
     log(f"[render] html: {sum(k.startswith('fig-') for k in numbers)} figures ({time.perf_counter() - t0:.1f} s)")
 
     t0 = time.perf_counter()
-    _pandoc(build, meta, "typst", cite, log, f"--include-in-header={TYPST_HEADER}")
+    _pandoc(build, meta, "typst", log, f"--include-in-header={TYPST_HEADER}",
+            *_document_arguments(meta, "typst", qmd.parent))
     pdf = _typst_pdf(build, log)
     log(f"[render] pdf: ({time.perf_counter() - t0:.1f} s)")
     return {"renderer": renderer, "html": build / "index.html", "pdf": pdf}

@@ -20,6 +20,8 @@ PACKAGE_DATA = ("templates/cellpage",)
 TEMPLATES = package_data(__file__, "templates/cellpage").parent
 # what a browser would fetch by itself: a script, image or frame source, a stylesheet link
 _REMOTE = re.compile(r"""(?:\bsrc\s*=\s*|<link\b[^>]*\bhref\s*=\s*)["'](?:https?:)?//""", re.I)
+# a header cell with no text: the corner of a table pandas prints with its index
+_EMPTY_HEADER = re.compile(r"<th(\s[^>]*)?>\s*</th>")
 
 
 def header(cell: str, notebook: str | Path) -> str:
@@ -42,6 +44,7 @@ def export(notebook: str | Path, out: str | Path, cell: str | None = None) -> Pa
     exporter = HTMLExporter(template_name="cellpage", extra_template_basedirs=[str(TEMPLATES)],
                             embed_images=True)
     html, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": f"{cell}: training notebook"}})
+    html = _EMPTY_HEADER.sub(r"<td\1></td>", html)  # a header must name its column or row; the corner names none
     remote = _REMOTE.search(html)
     if remote:
         raise ValueError(f"the page of {notebook} would load {html[remote.start():remote.end() + 60]!r}...")

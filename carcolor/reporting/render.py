@@ -1,5 +1,6 @@
 """Render ``report/index.qmd`` into a self-contained HTML page and a PDF: with Quarto when ``quarto`` is on
 PATH (:mod:`carcolor.reporting.quarto`), else with the offline renderer (:mod:`carcolor.reporting.offline`).
+``--renderer`` (or, where it is not given, as in the workflow's job, ``$CARCOLOR_RENDER``) forces either.
 
 Either renders into a build folder next to the output folder, and the two files are then moved into the
 output folder together; both tell the report's code where the tables are and which renderer made it.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import shutil
 import sys
 import time
@@ -21,9 +23,11 @@ from .qmd import RenderError
 
 COMMAND = "render"
 RENDERERS = {"quarto": quarto.render, "fallback": offline.render}
+CHOICES = ("auto", *RENDERERS)
+CHOICE_VARIABLE = "CARCOLOR_RENDER"  # a user's choice of renderer, where --renderer is not given
 OUTPUTS = {Path(name).suffix[1:]: name for name in layout.REPORT_FILES}  # {"html": "index.html", "pdf": ...}
 
-__all__ = ["RenderError", "ReportChunkError", "build_folder", "render_report"]
+__all__ = ["RenderError", "ReportChunkError", "build_folder", "choose", "render_report"]
 
 
 def _stderr(msg: str) -> None:
@@ -39,21 +43,31 @@ def build_folder(out_dir: Path) -> Path:
     return build
 
 
-def render_report(qmd: Path, out_dir: Path, results_dir: Path, *, renderer: str = "auto",
+def choose(renderer: str | None = None) -> str:
+    """The renderer to run: ``renderer``, else ``$CARCOLOR_RENDER``, else "auto", which is "quarto" where
+    ``quarto`` is on PATH and "fallback" elsewhere. A forced Quarto that is missing is named when it runs."""
+    given = renderer if renderer is not None else os.environ.get(CHOICE_VARIABLE) or "auto"
+    if given not in CHOICES:
+        where = "renderer" if renderer is not None else f"${CHOICE_VARIABLE}"
+        raise ValueError(f"{where} is {given!r}: choose one of {', '.join(CHOICES)}")
+    if given == "auto":
+        return "quarto" if shutil.which("quarto") else "fallback"
+    return given
+
+
+def render_report(qmd: Path, out_dir: Path, results_dir: Path, *, renderer: str | None = None,
                   log=_stderr, keep_build: bool = False) -> dict:
     """Render qmd into out_dir/index.html (self-contained, offline) and out_dir/index.pdf.
 
-    renderer: "auto" (quarto if on PATH, else fallback), "quarto", "fallback".
+    renderer: "auto" (quarto if on PATH, else fallback), "quarto", "fallback"; None: ``$CARCOLOR_RENDER``,
+    else "auto" (:func:`choose`).
     Returns {"renderer": ..., "html": path, "pdf": path}. Progress goes to ``log`` (stderr by default).
     ``keep_build`` keeps the renderer's intermediate files (Markdown, figures, .typ) for inspection.
     """
     qmd, out_dir, results_dir = Path(qmd), Path(out_dir), Path(results_dir)
     if not qmd.is_file():
         raise RenderError(f"report source {qmd} not found")
-    if renderer not in ("auto", *RENDERERS):
-        raise ValueError(f"renderer must be auto, {', '.join(RENDERERS)}, not {renderer!r}")
-    if renderer == "auto":
-        renderer = "quarto" if shutil.which("quarto") else "fallback"
+    renderer = choose(renderer)
     t0 = time.perf_counter()
     build = build_folder(out_dir)
     try:
@@ -77,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         render_report(Path(args.qmd), Path(args.out), Path(args.results), renderer=args.renderer,
                       keep_build=args.keep_build)
     except RenderError as err:
-        _stderr(f"error: {err}")
+        _stderr(f"carcolor {COMMAND}: {err}")
         return 1
     return 0
 
@@ -88,10 +102,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="results directory that contains tables/ (default: %(default)s)")
     p.add_argument("--out", default="results/report",
                    help="where index.html and index.pdf go (default: %(default)s)")
-    p.add_argument("--renderer", choices=["auto", *RENDERERS], default="auto",
-                   help="auto: Quarto when on PATH, else the offline fallback (default: %(default)s)")
+    add_renderer_argument(p)
     p.add_argument("--keep-build", action="store_true",
                    help="keep the renderer's intermediate files (their folder is printed)")
+
+
+def add_renderer_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--renderer", choices=CHOICES, default=None,
+                   help=f"auto: Quarto when on PATH, else the offline fallback (default: ${CHOICE_VARIABLE}, "
+                        "else auto)")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from .. import layout
 
 MAKE_COMMAND = "snakemake --cores all"
 RESULTS_VARIABLE = "CARCOLOR_RESULTS"  # the renderers tell the report's code where the results are
-RENDERER_VARIABLE = "CARCOLOR_RENDERER"  # and which renderer is building it
+RENDERED_WITH_VARIABLE = "CARCOLOR_RENDERED_WITH"  # and which renderer is building it (its name and version)
+QUARTO_SHARE_VARIABLE = "QUARTO_SHARE_PATH"  # Quarto's resources, holding its `version`: set for the code it runs
 
 
 class MissingResultsError(FileNotFoundError):
@@ -40,7 +41,7 @@ class Tables:
 def environment(results: str | Path, renderer: str) -> dict:
     """The environment a renderer runs the report's code in: this one, with where the results are and
     the renderer's name."""
-    return {**os.environ, RESULTS_VARIABLE: str(Path(results).resolve()), RENDERER_VARIABLE: renderer}
+    return {**os.environ, RESULTS_VARIABLE: str(Path(results).resolve()), RENDERED_WITH_VARIABLE: renderer}
 
 
 def results_dir(default: str | Path = "../results") -> Path:
@@ -48,9 +49,14 @@ def results_dir(default: str | Path = "../results") -> Path:
     return Path(os.environ.get(RESULTS_VARIABLE) or default)
 
 
-def renderer_name(default: str = "Quarto") -> str:
-    """The renderer that is building the report: ``$CARCOLOR_RENDERER`` or ``default`` (a plain ``quarto render``)."""
-    return os.environ.get(RENDERER_VARIABLE) or default
+def renderer_name() -> str:
+    """The renderer that is building the report: ``$CARCOLOR_RENDERED_WITH``, else (a plain ``quarto render``)
+    Quarto with the version in its resources folder, else just "Quarto"."""
+    if os.environ.get(RENDERED_WITH_VARIABLE):
+        return os.environ[RENDERED_WITH_VARIABLE]
+    share = os.environ.get(QUARTO_SHARE_VARIABLE)
+    version = Path(share, "version") if share else None
+    return f"Quarto {version.read_text().strip()}" if version and version.is_file() else "Quarto"
 
 
 def load_tables(results: str | Path) -> Tables:

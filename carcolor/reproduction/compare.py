@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from .. import atomic, defaults, layout
-from ..reporting.render import RenderError, render_report
+from ..reporting.render import RenderError, add_renderer_argument, render_report
 from . import agreement, runs, setup
 
 COMMAND = "compare"
@@ -104,8 +104,7 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default=layout.COMPARE_DIR, help="where the page and its tables go (default: %(default)s)")
     p.add_argument("--margins", metavar="FILE",
                    help=f"a config file whose `{SECTION}` section replaces the defaults' margins")
-    p.add_argument("--renderer", choices=["auto", "quarto", "fallback"], default="auto",
-                   help="auto: Quarto when on PATH, else the offline fallback (default: %(default)s)")
+    add_renderer_argument(p)
     p.add_argument("--no-page", action="store_true", help="write the tables only, no HTML or PDF")
 
 
