@@ -19,10 +19,11 @@ from . import __version__, config, provenance, sources
 from .config import ConfigError, n_classes
 from .data.colours import COLOURS, NON_COLOURS
 from .training.notebook import PARAMETERS, TEMPLATE
+from .training.preflight import first_line
 
 COMMAND = "config"
-# Whatever the checks' outcome depends on besides the config, the notebook and their own code.
-KEY_DISTRIBUTIONS = ("torch", "torchvision", "timm", "nbformat")
+# The libraries the built checks build with: their versions are part of a stamp's key.
+KEY_DISTRIBUTIONS = ("torch", "torchvision", "timm")
 MAX_STAMPS = 20
 
 
@@ -95,75 +96,6 @@ def _did_you_mean(word: str, choices: tuple[str, ...]) -> str:
     return f" Did you mean {lower[close[0]]!r}?" if close else ""
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def check_optimizers(cfg: dict) -> None:
-    """Build each grid optimizer with the config's settings on a dummy parameter and take one step."""
-    import torch
-
-    from .training import optimizers
-
-    train = cfg["train"]
-    kwargs = train["optimizer_kwargs"]
-    for name in cfg["grid"]["optimizers"]:
-        param = torch.nn.Parameter(torch.ones(1))
-        try:
-            # One step too, as the training loop takes it: Adam, for one, unpacks `betas` only when it steps.
-            opt = optimizers.build_optimizer(name, [param], lr=train["lr"], weight_decay=train["weight_decay"],
-                                             **kwargs)
-            (param * param).sum().backward()
-            opt.step()
-        except (TypeError, ValueError, IndexError, KeyError, RuntimeError) as exc:
-            raise ConfigError(_optimizer_problem(name, train, exc)) from exc
-
-
-def _optimizer_problem(name: str, train: dict, exc: Exception) -> str:
-    reason = _first_line(exc.__cause__ or exc)  # build_optimizer wraps torch's TypeError in its own ValueError
-    kwargs = train["optimizer_kwargs"]
-    if kwargs:
-        return f"config 'train.optimizer_kwargs' {kwargs}: optimizer {name!r} rejects it: {reason}"
-    # No keyword arguments of the user's: what it rejects is the lr or weight_decay every optimizer is given.
-    return (f"config 'grid.optimizers': optimizer {name!r} rejects lr={train['lr']}, "
-            f"weight_decay={train['weight_decay']}: {reason}; choose another optimizer or change those settings.")
-
-
-def check_models(cfg: dict) -> None:
-    """Build each grid architecture untrained and run one forward pass at the config's image size."""
-    size, classes = cfg["data"]["image_size"], n_classes(cfg)
-    for arch in cfg["grid"]["archs"]:
-        _check_forward(_build(arch, classes), arch, size, classes)
-
-
-def _build(arch: str, classes: int):
-    from .training import models
-
-    try:
-        # Never the pretrained weights: a check must not need the network.
-        return models.build_model(arch, classes, pretrained=False).eval()
-    except Exception as exc:  # any library's failure; reported in one line and stopped here
-        raise ConfigError(f"architecture {arch!r} cannot be built with {classes} classes "
-                          f"({type(exc).__name__}: {_first_line(exc)}); choose another architecture.") from exc
-
-
-def _check_forward(model, arch: str, size: int, classes: int) -> None:
-    import torch
-
-    try:
-        with torch.no_grad():
-            out = model(torch.zeros(1, 3, size, size))
-    except Exception as exc:  # the models' own asserts and shape errors have no common type
-        raise ConfigError(f"architecture {arch!r} cannot take {size} px images ({type(exc).__name__}: "
-                          f"{_first_line(exc)}); set data.image_size to the size it expects or choose "
-                          f"another architecture.") from exc
-    if tuple(getattr(out, "shape", ())) != (1, classes):
-        shape = tuple(getattr(out, "shape", ())) or type(out).__name__
-        raise ConfigError(f"architecture {arch!r} gives outputs of shape {shape} for one image, not {classes} "
-                          f"class scores ((1, {classes})); choose a classification architecture.")
-
-
 def check_machine(cfg: dict) -> None:
     """What this machine must have for the jobs that run on it: the CUDA GPU that train.device: cuda
     asks for, and the cores for train.threads (more threads than cores slows a cell many times over
@@ -180,23 +112,6 @@ def check_machine(cfg: dict) -> None:
     if not torch.cuda.is_available():
         raise ConfigError(f"config 'train.device' is 'cuda' but torch {torch.__version__} sees no CUDA GPU on "
                           f"this machine; set train.device: auto (CUDA when present, else the CPU) or cpu.")
-
-
-def check_pretrained(cfg: dict) -> None:
-    """train.pretrained: each architecture's ImageNet weights are in the download cache, or can be
-    fetched now (once; training then reads the cache)."""
-    if not cfg["train"]["pretrained"]:
-        return
-    from .training import models
-
-    for arch in cfg["grid"]["archs"]:
-        try:
-            models.build_model(arch, n_classes(cfg), pretrained=True)
-        except Exception as exc:  # urllib, huggingface_hub and torch.hub each raise their own kinds
-            raise ConfigError(f"config 'train.pretrained' is true but the ImageNet weights of {arch!r} are not in "
-                              f"the download cache and cannot be fetched ({type(exc).__name__}: {_first_line(exc)}); "
-                              f"run once where the network is reachable (the weights are cached), or set "
-                              f"train.pretrained: false.") from None
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -235,7 +150,7 @@ def _read_notebook(path: Path):
         nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)
     except Exception as exc:  # nbformat raises its own errors, several kinds, for one cause: a bad notebook
-        raise ConfigError(f"notebook {path} is not a valid Jupyter notebook ({_first_line(exc)}); fix it or "
+        raise ConfigError(f"notebook {path} is not a valid Jupyter notebook ({first_line(exc)}); fix it or "
                           f"restore it with `git checkout -- {path}`.") from exc
     return nb
 
@@ -255,38 +170,44 @@ def _assigned(tree: ast.Module) -> set[str]:
     return {sub.id for target in targets for sub in ast.walk(target) if isinstance(sub, ast.Name)}
 
 
+def check_built(cfg: dict) -> None:
+    """What training would fail on (carcolor.training.preflight): optimizers, models, pretrained weights."""
+    from .training import preflight
+
+    try:
+        preflight.check_all(cfg, n_classes(cfg))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def check_all(cfg: dict, notebook: str | Path = TEMPLATE) -> None:
-    """Every check that builds something, cheapest first; raises ConfigError on the first problem."""
+    """The notebook template and every check that builds something; raises ConfigError on the first problem."""
     check_notebook(notebook)
-    check_optimizers(cfg)
-    check_models(cfg)
-    check_pretrained(cfg)
+    check_built(cfg)
 
 
-def check_all_cached(cfg: dict, notebook: str | Path, stamp_dir: str | Path) -> None:
-    """check_all, skipped when the same config, notebook and code passed before (a stamp in stamp_dir).
-
-    The Snakefile calls this on every run, no-op runs included, and the checks cost a torch import
-    and a few model builds.
-    """
-    notebook, stamp_dir = Path(notebook), Path(stamp_dir)
-    stamp = stamp_dir / check_key(cfg, notebook)
+def check_built_cached(cfg: dict, stamp_dir: str | Path) -> None:
+    """check_built, skipped when the same config and the same checking code passed before (a stamp in
+    stamp_dir). The Snakefile calls this on every run, no-op runs included, and the checks cost a torch
+    import and a few model builds."""
+    stamp_dir = Path(stamp_dir)
+    stamp = stamp_dir / check_key(cfg)
     if stamp.exists():
         with contextlib.suppress(FileNotFoundError):  # pruned meanwhile by a parallel run: it passed all the same
             os.utime(stamp)  # recently used: pruned last
         return
-    check_all(cfg, notebook)
+    check_built(cfg)
     _write_stamp(stamp)
     _prune(stamp_dir, MAX_STAMPS)
 
 
-def check_key(cfg: dict, notebook: str | Path) -> str:
-    """sha256 of the resolved config, the notebook's bytes, the code and the versions the checks use."""
+def check_key(cfg: dict) -> str:
+    """sha256 of the resolved config, the code the built checks run (carcolor.training.preflight and what it
+    imports) and the versions of the libraries they build with."""
     from importlib import metadata
 
     digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode())
-    digest.update(_read_bytes(Path(notebook)))
-    digest.update(sources.digest(sources.closure([__name__])).encode())
+    digest.update(sources.digest(sources.closure(["carcolor.training.preflight"])).encode())
     versions = [__version__] + [_version(metadata, name) for name in KEY_DISTRIBUTIONS]
     digest.update(json.dumps(versions).encode())
     return digest.hexdigest()

@@ -65,17 +65,18 @@ CHECKED_DIR = ".snakemake/carcolor-checks"
 
 
 def configure(config: dict, notebook: str, *, machine: bool = True) -> dict:
-    """Validate Snakemake's config, check what this machine must have when the jobs run on it
-    (`machine`), then build the models and optimizers once and read the notebook (cached per config);
-    on a problem print one line and stop before anything runs."""
+    """Validate Snakemake's config and the notebook template, check what this machine must have when the
+    jobs run on it (`machine`), then build the models and optimizers once (remembered per config and
+    code); on a problem print one line and stop before anything runs."""
     from . import checks
 
     try:
         cfg = cfgmod.validate(config)
         checks.check_config(cfg)
+        checks.check_notebook(notebook)
         if machine:
             checks.check_machine(cfg)
-        checks.check_all_cached(cfg, notebook, CHECKED_DIR)
+        checks.check_built_cached(cfg, CHECKED_DIR)
         return cfg
     except (ConfigError, ValueError) as exc:
         print(f"carcolor: {exc}", file=sys.stderr)

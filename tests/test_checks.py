@@ -1,4 +1,5 @@
-"""The checks that need torch: optimizers, models, device, notebook template, and their cache."""
+"""The checks that need torch (carcolor.training.preflight, through carcolor.checks: optimizers, models,
+pretrained weights, and their cache), the device and cores, the notebook template."""
 import json
 import re
 import shutil
@@ -11,6 +12,22 @@ import torch
 import yaml
 
 from carcolor import checks, config
+from carcolor.training import preflight
+
+
+def _optimizers(cfg):
+    checks.check_built({**cfg, "grid": {**cfg["grid"], "archs": []}})
+
+
+def _models(cfg):
+    try:
+        preflight.check_models(cfg["grid"]["archs"], cfg["data"]["image_size"], config.n_classes(cfg))
+    except ValueError as exc:
+        raise config.ConfigError(str(exc)) from None
+
+
+def _pretrained(cfg):
+    checks.check_built({**cfg, "grid": {**cfg["grid"], "optimizers": []}})
 
 
 @pytest.fixture
@@ -42,20 +59,20 @@ def test_shipped_configs_pass_every_check(repo, files):
 @pytest.mark.parametrize("kwargs", [{"betas": 5}, {"nonsense": 1}, {"betas": [0.9, 0.99, 0.5]}])
 def test_optimizer_kwargs_the_optimizer_rejects(cfg, kwargs):
     cfg["train"]["optimizer_kwargs"] = kwargs
-    msg = _one_line(checks.check_optimizers, cfg)
+    msg = _one_line(_optimizers, cfg)
     assert re.match(rf"config 'train.optimizer_kwargs' {re.escape(str(kwargs))}: optimizer '(adam|adamax)' "
                     r"rejects it: \S", msg), msg
 
 
 def test_accepted_optimizer_kwargs(cfg):
     cfg["train"]["optimizer_kwargs"] = {"betas": [0.8, 0.99], "eps": 1e-6}
-    checks.check_optimizers(cfg)
+    _optimizers(cfg)
 
 
 def test_model_that_needs_another_image_size(cfg):
     cfg["grid"]["archs"] = ["mobilenet_v2", "vit_tiny_patch16_224"]
     cfg["data"]["image_size"] = 64
-    msg = _one_line(checks.check_models, cfg)
+    msg = _one_line(_models, cfg)
     assert msg.startswith("architecture 'vit_tiny_patch16_224' cannot take 64 px images (AssertionError: ")
     assert "data.image_size" in msg
 
@@ -66,7 +83,7 @@ def test_model_builds_offline_even_when_pretrained(cfg, monkeypatch):
     real = models.build_model
     monkeypatch.setattr(models, "build_model", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
     cfg["train"]["pretrained"] = True
-    checks.check_models(cfg)
+    _models(cfg)
     assert seen and all(kw["pretrained"] is False for kw in seen)
 
 
@@ -100,11 +117,11 @@ def test_pretrained_weights_that_are_not_cached_and_cannot_be_fetched(cfg, tmp_p
     real = models.build_model
     monkeypatch.setattr(models, "build_model", offline)
     cfg["train"]["pretrained"] = True
-    msg = _one_line(checks.check_pretrained, cfg)
+    msg = _one_line(_pretrained, cfg)
     assert msg.startswith("config 'train.pretrained' is true but the ImageNet weights of 'mobilenet_v2'")
     assert "OSError: <urlopen error" in msg and "train.pretrained: false" in msg
     cfg["train"]["pretrained"] = False
-    checks.check_pretrained(cfg)  # nothing to fetch
+    _pretrained(cfg)  # nothing to fetch
 
 
 def test_an_optimizer_that_needs_a_closure_is_refused_with_the_reason(cfg):
@@ -150,45 +167,54 @@ def test_missing_notebook(tmp_path):
     assert "gone.ipynb" in msg
 
 
-def test_cache_skips_the_checks_after_a_success(cfg, notebook, tmp_path, monkeypatch):
+def test_cache_skips_the_checks_after_a_success(cfg, tmp_path, monkeypatch):
     stamps = tmp_path / "stamps"
-    checks.check_all_cached(cfg, notebook, stamps)
+    checks.check_built_cached(cfg, stamps)
     assert len(list(stamps.iterdir())) == 1
 
-    def fail(_cfg):
+    def fail(*args):
         raise AssertionError("rebuilt the models")
 
-    monkeypatch.setattr(checks, "check_models", fail)
-    checks.check_all_cached(cfg, notebook, stamps)  # same config and notebook: not checked again
+    monkeypatch.setattr(preflight, "check_models", fail)
+    checks.check_built_cached(cfg, stamps)  # the same config and code: not checked again
     cfg["data"]["image_size"] = 48
     with pytest.raises(AssertionError, match="rebuilt"):
-        checks.check_all_cached(cfg, notebook, stamps)
+        checks.check_built_cached(cfg, stamps)
     cfg["data"]["image_size"] = 32
-    notebook.write_text(notebook.read_text() + "\n")
+    monkeypatch.setattr(checks.sources, "digest", lambda files: "other code")  # what preflight runs changed
     with pytest.raises(AssertionError, match="rebuilt"):
-        checks.check_all_cached(cfg, notebook, stamps)
+        checks.check_built_cached(cfg, stamps)
 
 
-def test_cache_keeps_no_stamp_after_a_failure(cfg, notebook, tmp_path):
+def test_the_cache_key_is_the_code_the_built_checks_run(cfg):
+    """Derived from preflight's imports: the checks' own module and the models and optimizers it builds."""
+    from carcolor import sources
+
+    names = {p.relative_to(sources.PACKAGE_DIR).as_posix() for p in sources.closure(["carcolor.training.preflight"])}
+    assert names == {"__init__.py", "training/__init__.py", "training/preflight.py", "training/models.py",
+                     "training/optimizers.py"}
+
+
+def test_cache_keeps_no_stamp_after_a_failure(cfg, tmp_path):
     cfg["train"]["optimizer_kwargs"] = {"nonsense": 1}
     stamps = tmp_path / "stamps"
     with pytest.raises(config.ConfigError):
-        checks.check_all_cached(cfg, notebook, stamps)
+        checks.check_built_cached(cfg, stamps)
     with pytest.raises(config.ConfigError):
-        checks.check_all_cached(cfg, notebook, stamps)
+        checks.check_built_cached(cfg, stamps)
     assert not stamps.exists() or not list(stamps.iterdir())
 
 
-def test_cache_keeps_the_newest_stamps(cfg, notebook, tmp_path, monkeypatch):
-    monkeypatch.setattr(checks, "check_all", lambda *a, **kw: None)
+def test_cache_keeps_the_newest_stamps(cfg, tmp_path, monkeypatch):
+    monkeypatch.setattr(checks, "check_built", lambda *a, **kw: None)
     monkeypatch.setattr(checks, "MAX_STAMPS", 3)
     stamps = tmp_path / "stamps"
     for seed in range(5):
         cfg["data"]["seed"] = seed
-        checks.check_all_cached(cfg, notebook, stamps)
+        checks.check_built_cached(cfg, stamps)
         time.sleep(0.02)  # file times advance in clock ticks of a few milliseconds
     assert len(list(stamps.iterdir())) == 3
-    assert (stamps / checks.check_key(cfg, notebook)).exists()
+    assert (stamps / checks.check_key(cfg)).exists()
 
 
 def test_cli_config_runs_the_deep_checks_unless_told_not_to(repo, tmp_path, tool_env):
@@ -203,7 +229,7 @@ def test_cli_config_runs_the_deep_checks_unless_told_not_to(repo, tmp_path, tool
 
 def test_optimizer_that_rejects_the_shared_settings(cfg):
     cfg["grid"]["optimizers"] = ["adam", "rprop"]  # Rprop takes no weight_decay, which every optimizer is given
-    msg = _one_line(checks.check_optimizers, cfg)
+    msg = _one_line(_optimizers, cfg)
     assert msg.startswith("config 'grid.optimizers': optimizer 'rprop' rejects lr=") and "weight_decay" in msg
 
 

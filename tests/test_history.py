@@ -20,7 +20,7 @@ from tests.test_faults import RUN_KEYS, assert_same_tables
 
 pytestmark = pytest.mark.workflow
 SEED = 20261207
-STEPS = 7
+STEPS = 6
 # A grid of a few cells on a few colours, so that a step takes seconds.
 BASE = {"data": {"colours": ["Black", "White", "Red"], "n_train_per_colour": 8, "n_val_per_colour": 4,
                  "n_test_per_colour": 4, "image_size": 32, "seed": 0},
