@@ -32,8 +32,11 @@ report: $(STAMP)
 	@carcolor config --no-deep $(CONFIG) >/dev/null
 	snakemake --cores all$(CONFIGFILES)
 
+# Two pytest-xdist workers: the workflow tests spend much of their time waiting (for kernels, SLURM's
+# queue, a run to reach the moment it is killed at), which the other worker fills. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	pytest
+	pytest -n $(TEST_WORKERS) --dist loadgroup
 
 cells: $(STAMP)
 	@carcolor config $(CONFIG) --cells --no-deep

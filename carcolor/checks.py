@@ -175,7 +175,7 @@ def check_built(cfg: dict) -> None:
     from .training import preflight
 
     try:
-        preflight.check_all(cfg, n_classes(cfg))
+        preflight.check_all(preflight.inputs(cfg, n_classes(cfg)))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -202,11 +202,13 @@ def check_built_cached(cfg: dict, stamp_dir: str | Path) -> None:
 
 
 def check_key(cfg: dict) -> str:
-    """sha256 of the resolved config, the code the built checks run (carcolor.training.preflight and what it
-    imports) and the versions of the libraries they build with."""
+    """sha256 of what the built checks read of the config (preflight.inputs), the code they run
+    (carcolor.training.preflight and what it imports) and the versions of the libraries they build with."""
     from importlib import metadata
 
-    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode())
+    from .training import preflight
+
+    digest = hashlib.sha256(json.dumps(preflight.inputs(cfg, n_classes(cfg)), sort_keys=True).encode())
     digest.update(sources.digest(sources.closure(["carcolor.training.preflight"])).encode())
     versions = [__version__] + [_version(metadata, name) for name in KEY_DISTRIBUTIONS]
     digest.update(json.dumps(versions).encode())

@@ -19,6 +19,10 @@ from pathlib import Path
 
 RUNTIME_DIR = ".snakemake/carcolor-kernels"
 PR_SET_PDEATHSIG = 1
+# Starts of a kernel before its job gives up: jupyter_client picks the kernel's ports free, then the kernel
+# binds them, and a process starting beside it can take one meanwhile ("Address already in use"); the
+# kernel then dies before it has run anything, and a new start picks other ports.
+KERNEL_STARTS = 3
 
 
 def die_with_parent() -> bool:
@@ -39,6 +43,24 @@ def die_with_parent() -> bool:
 def kernel_arguments() -> list[str]:
     """Arguments for the kernel's command line (nbclient's and papermill's `extra_arguments`)."""
     return ['--IPKernelApp.exec_lines=["import carcolor.kernels as _k; _k.die_with_parent(); del _k"]']
+
+
+def start_failed(exc: BaseException) -> bool:
+    """Whether a kernel died as it started, before running anything (jupyter_client's RuntimeError)."""
+    return isinstance(exc, RuntimeError) and "before replying to kernel_info" in str(exc)
+
+
+def retrying(execute, *, what: str, log):
+    """execute(), started again (up to KERNEL_STARTS times in all) when its kernel dies as it starts."""
+    for attempt in range(1, KERNEL_STARTS + 1):
+        try:
+            return execute()
+        except RuntimeError as exc:
+            if not start_failed(exc) or attempt == KERNEL_STARTS:
+                raise
+            log(f"carcolor: the kernel of {what} died as it started ({exc}); starting it again "
+                f"({attempt + 1} of {KERNEL_STARTS})")
+    return None
 
 
 def _alive(pid: int) -> bool:

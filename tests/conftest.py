@@ -1,10 +1,14 @@
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.flow import REPO, copy_checkout, snakemake
+
+# The xdist group of the tests that change the smoke run, or run Snakemake in it (see smoke_run).
+SMOKE = pytest.mark.xdist_group("smoke")
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +33,22 @@ def tool_env() -> dict:
 def smoke_run(tmp_path_factory, tool_env):
     """One uninterrupted run of the real workflow on the smoke config, in a copy of the checkout run from
     its own folder as a user runs it (`cd carcolor && snakemake`): the reference for the workflow tests.
-    A test that edits the workflow's files edits this copy (and puts them back), never the checkout."""
-    copy = copy_checkout(tmp_path_factory.mktemp("smoke") / "carcolor")
-    snakemake(copy, copy, env=tool_env)
+    A test that edits the workflow's files edits this copy (and puts them back), never the checkout.
+
+    Made once for the whole test run: with pytest-xdist (`make test` runs two workers) the first worker
+    that asks makes it while the other waits; the tests that change it or run Snakemake in it share the
+    xdist group SMOKE, so they run one after another in one worker."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' common folder
+    copy, done = shared / "smoke" / "carcolor", shared / "smoke" / "done"
+    with FileLock(str(shared / "smoke.lock")):
+        if not done.exists():
+            shutil.rmtree(copy.parent, ignore_errors=True)
+            copy_checkout(copy)
+            snakemake(copy, copy, env=tool_env)
+            done.write_text("the smoke run is complete\n")
     return copy
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser import BLOCKING, axe_found, axe_script, check_page, describe, tools
+from tests.conftest import SMOKE
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>t</title></head><body>
 <h1 id="top">A page</h1>
@@ -112,17 +113,20 @@ def cell_page(smoke_run, tmp_path_factory, browser):
 
 
 @pytest.mark.workflow
+@SMOKE
 def test_smoke_report_in_a_browser(smoke_page):
     _assert_clean(smoke_page)
     assert smoke_page["images"] >= 4
 
 
 @pytest.mark.workflow
+@SMOKE
 def test_smoke_report_is_accessible(smoke_page):
     assert_accessible(smoke_page)
 
 
 @pytest.mark.workflow
+@SMOKE
 def test_smoke_cell_page_in_a_browser(cell_page):
     _assert_clean(cell_page)
     # the cell's curves; a kernel that inherits MPLBACKEND=Agg captures no figure, so the page shows none
@@ -130,5 +134,6 @@ def test_smoke_cell_page_in_a_browser(cell_page):
 
 
 @pytest.mark.workflow
+@SMOKE
 def test_smoke_cell_page_is_accessible(cell_page):
     assert_accessible(cell_page)

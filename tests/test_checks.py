@@ -177,6 +177,8 @@ def test_cache_skips_the_checks_after_a_success(cfg, tmp_path, monkeypatch):
 
     monkeypatch.setattr(preflight, "check_models", fail)
     checks.check_built_cached(cfg, stamps)  # the same config and code: not checked again
+    cfg["data"]["seed"], cfg["synthetic"]["seed"] = 7, 7  # nothing the built checks read: not checked again
+    checks.check_built_cached(cfg, stamps)
     cfg["data"]["image_size"] = 48
     with pytest.raises(AssertionError, match="rebuilt"):
         checks.check_built_cached(cfg, stamps)
@@ -209,8 +211,8 @@ def test_cache_keeps_the_newest_stamps(cfg, tmp_path, monkeypatch):
     monkeypatch.setattr(checks, "check_built", lambda *a, **kw: None)
     monkeypatch.setattr(checks, "MAX_STAMPS", 3)
     stamps = tmp_path / "stamps"
-    for seed in range(5):
-        cfg["data"]["seed"] = seed
+    for size in range(32, 37):
+        cfg["data"]["image_size"] = size
         checks.check_built_cached(cfg, stamps)
         time.sleep(0.02)  # file times advance in clock ticks of a few milliseconds
     assert len(list(stamps.iterdir())) == 3

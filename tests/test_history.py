@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import SMOKE
 from tests.flow import copy_checkout, snakemake, snakemake_cmd
 from tests.test_faults import RUN_KEYS, assert_same_tables
 
@@ -94,6 +95,7 @@ def test_a_folders_history_never_reaches_a_later_result(tmp_path, tool_env):
     assert_same_tables(fresh, work)
 
 
+@SMOKE
 def test_an_earlier_draw_leaks_into_no_later_preparation(smoke_run, tmp_path, tool_env):
     """After the smoke run, another drawing seed: the preparation must be a fresh folder's, byte for byte."""
     reseeded = tmp_path / "reseeded.yaml"

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from carcolor import kernels
 
@@ -111,3 +112,33 @@ def test_a_killed_render_takes_the_offline_renderers_kernel_with_it(tmp_path, to
     time.sleep(0.5)
     assert (qmd.parent / "beat").stat().st_mtime == beat, "the kernel kept writing after its job was killed"
     assert set(Path("/tmp").glob("tmp*.json")) <= before, "a connection file was left in /tmp"
+
+
+def _failing(message: str, times: int):
+    """A stand-in for a notebook's execution that raises RuntimeError(message) its first `times` calls."""
+    calls = []
+
+    def execute():
+        calls.append(1)
+        if len(calls) <= times:
+            raise RuntimeError(message)
+        return "ran"
+
+    return execute, calls
+
+
+def test_a_kernel_that_dies_as_it_starts_is_started_again():
+    """Another process may take a port between jupyter_client choosing it and the kernel binding it."""
+    died = "Kernel died before replying to kernel_info"
+    execute, calls = _failing(died, kernels.KERNEL_STARTS - 1)
+    lines = []
+    assert kernels.retrying(execute, what="the notebook x", log=lines.append) == "ran"
+    assert len(calls) == kernels.KERNEL_STARTS and len(lines) == kernels.KERNEL_STARTS - 1
+    assert "died as it started" in lines[0] and f"(2 of {kernels.KERNEL_STARTS})" in lines[0]
+    execute, calls = _failing(died, kernels.KERNEL_STARTS)
+    with pytest.raises(RuntimeError, match="before replying"):  # the last start's failure is the job's
+        kernels.retrying(execute, what="x", log=lines.append)
+    execute, calls = _failing("something else", 1)
+    with pytest.raises(RuntimeError, match="something else"):  # any other error is not retried
+        kernels.retrying(execute, what="x", log=lines.append)
+    assert len(calls) == 1

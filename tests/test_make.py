@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import SMOKE
 from tests.flow import CELLS
 from tests.test_faults import TIME_COLUMNS, _checkpoint_epoch
 
@@ -59,6 +60,7 @@ def _state(run_dir: Path) -> dict:
 
 
 @pytest.mark.workflow
+@SMOKE
 def test_make_cell_without_the_runs_config_refuses_in_one_line_and_changes_nothing(smoke_run, tool_env):
     cell = CELLS[0]
     before = _state(smoke_run / "results" / "runs" / cell)
@@ -70,6 +72,7 @@ def test_make_cell_without_the_runs_config_refuses_in_one_line_and_changes_nothi
 
 
 @pytest.mark.workflow
+@SMOKE
 def test_make_cell_refused_by_a_live_run_changes_nothing(smoke_run, tool_env):
     cell = CELLS[1]
     before = _state(smoke_run / "results" / "runs" / cell)
@@ -88,6 +91,7 @@ def test_make_cell_refused_by_a_live_run_changes_nothing(smoke_run, tool_env):
 
 
 @pytest.mark.workflow
+@SMOKE
 def test_a_killed_make_cell_resumes_where_it_stopped(smoke_run, tool_env):
     cell = CELLS[2]
     run = smoke_run / "results" / "runs" / cell

@@ -28,12 +28,12 @@ import pytest
 
 from carcolor.reporting import render, results, verdicts
 from tests.browser import axe_found, check_page
-from tests.conftest import pdf_text
+from tests.conftest import SMOKE, pdf_text
 from tests.flow import REPO
 from tests.test_browser import _assert_clean, assert_accessible
 from tests.test_render import FIGURES, TABLES, _squash
 
-pytestmark = [pytest.mark.quarto, pytest.mark.workflow]
+pytestmark = [pytest.mark.quarto, pytest.mark.workflow, SMOKE]
 
 QUARTO_VARIABLE = "CARCOLOR_QUARTO"
 VENV_BIN = Path(sys.executable).parent

@@ -10,8 +10,9 @@ import pytest
 
 from carcolor import layout
 from carcolor.reproduction import crate
+from tests.conftest import SMOKE
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, SMOKE]
 
 
 @pytest.fixture(scope="module")

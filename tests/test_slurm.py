@@ -1,6 +1,7 @@
-"""The smoke grid on a real SLURM cluster (one node, started here from Debian's slurm-wlm and munge) through
-`--profile profiles/slurm`: every cell a SLURM job, the same tables as a local run, a killed job resumed
-from its checkpoint by the next run, nothing submitted when nothing changed, `make cell` one job.
+"""The smoke grid's first seed on a real SLURM cluster (one node, started here from Debian's slurm-wlm and
+munge) through `--profile profiles/slurm`: every cell a SLURM job, each cell's numbers those of the local
+run, a killed job resumed from its checkpoint by the next run, nothing submitted when nothing changed,
+`make cell` one job.
 
 Without SLURM's binaries (or root, which slurmd needs) it is skipped, saying so; under CI it fails instead."""
 import os
@@ -15,7 +16,9 @@ import pytest
 from carcolor import config as cfgmod
 from carcolor import workflow as wf
 from carcolor.training.train import RETRAIN
-from tests.flow import CELLS, snakemake, snakemake_cmd
+from tests.flow import CELLS, copy_checkout, snakemake, snakemake_cmd
+
+SEED_0 = [cell for cell in CELLS if cell.endswith("-s0")]
 from tests.slurm.cluster import client_env, finished_jobs, missing_binaries, one_node_cluster
 from tests.test_faults import _checkpoint_epoch, assert_same_tables
 
@@ -55,10 +58,11 @@ def cluster(slurm_installed, tmp_path_factory):
 
 def _cmd(checkout, work, nogpu, *args):
     """The README's SLURM command on the smoke config, with a CPU-only cluster (no GPU request), no
-    account (the test cluster has none), 2-CPU jobs for the data steps and a 1-second status poll.
-    The checkout is the smoke run's, whose provenance (a copy: no commit) the tables must then match."""
+    account (the test cluster has none), 2-CPU jobs for the data steps and a status poll every second
+    (first after 1 s).
+    The checkout is a copy, as the smoke run's is, whose provenance (no commit) the tables must match."""
     return snakemake_cmd(work, "--profile", str(checkout / "profiles" / "slurm"), "--slurm-no-account",
-                         "--slurm-init-seconds-before-status-checks", "1",
+                         "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1",
                          "--set-threads", "generate_synthetic=2", "prepare_dataset=2", *args,
                          checkout=checkout, config=["tests/smoke.yaml", nogpu])
 
@@ -90,7 +94,7 @@ def _cancel_a_cell_mid_run(work, env, proc, timeout=400) -> tuple[str, str]:
 
     deadline = time.time() + timeout
     while proc.poll() is None and time.time() < deadline:
-        for cell in CELLS:
+        for cell in SEED_0:
             job = _job_of(work, cell)
             if job and _checkpoint_epoch(work / "results" / "runs" / cell) in (1, 2):
                 subprocess.run(["scancel", job], env=env, check=True)
@@ -102,11 +106,12 @@ def _cancel_a_cell_mid_run(work, env, proc, timeout=400) -> tuple[str, str]:
 def test_smoke_grid_through_slurm(slurm_installed, repo, smoke_run, cluster, tmp_path, tool_env):
     root = cluster
     env = client_env(root, tool_env)
-    nogpu = tmp_path / "cpu-cluster.yaml"
-    nogpu.write_text("cluster:\n  gpus_per_job: 0\n")
+    nogpu = tmp_path / "cpu-cluster.yaml"  # and one seed of the smoke grid: each pair once
+    nogpu.write_text("cluster:\n  gpus_per_job: 0\ngrid:\n  seeds: [0]\n")
+    checkout = copy_checkout(tmp_path / "checkout")  # as the smoke run's: a copy, never the smoke run itself
     work = tmp_path / "work"
     work.mkdir()
-    cmd = _cmd(smoke_run, work, nogpu)
+    cmd = _cmd(checkout, work, nogpu)
 
     # 1. A cell's SLURM job dies mid-training: that run fails, the same command then finishes the grid.
     start = time.time()
@@ -132,16 +137,16 @@ def test_smoke_grid_through_slurm(slurm_installed, repo, smoke_run, cluster, tmp
     assert records[cancelled]["JobState"] == "CANCELLED"
     smoke = cfgmod.load(repo / "tests" / "smoke.yaml")
     asked = f"cpu={smoke['train']['threads']},mem={wf.train_mem_mb(smoke)}M,"  # train.threads, the computed memory
-    for cell in CELLS:
+    for cell in SEED_0:
         job = _job_of(work, cell)
         assert job and records[job]["JobState"] == "COMPLETED", (cell, job, records.get(job))
         assert records[job]["Tres"].startswith(asked), (asked, records[job])
         assert list((work / "results" / "logs" / "slurm" / "rule_train_cell").rglob(f"{job}.log")), cell
     for rule in ("generate_synthetic", "prepare_dataset"):
         assert list((work / "results" / "logs" / "slurm" / f"rule_{rule}").rglob("*.log")), rule
-    assert len(records) == 2 + len(CELLS) + 1  # generate, prepare, the cells, the cancelled one
+    assert len(records) == 2 + len(SEED_0) + 1  # generate, prepare, the cells, the cancelled one
     assert "(Rule: collect_tables)" in second.stdout + second.stderr
-    assert_same_tables(smoke_run, work)
+    assert_same_tables(smoke_run, work, cells=SEED_0)  # the cells' numbers are the local run's
     assert (work / "results" / "report" / "index.pdf").exists()
     print(f"the same command again, to the end: {time.time() - start:.0f} s")
 
@@ -153,14 +158,15 @@ def test_smoke_grid_through_slurm(slurm_installed, repo, smoke_run, cluster, tmp
     assert len(finished_jobs(root)) == len(records)
 
     # 4. `make cell`'s recipe: exactly one SLURM job, for that cell; then the tables and the report.
-    cell = CELLS[-1]
+    cell = SEED_0[-1]
     before = _job_of(work, cell)
     start = time.time()
-    one = _run(_cmd(smoke_run, work, nogpu, "--forcerun", f"results/runs/{cell}/train.ipynb"), {**env, RETRAIN: cell})
+    one = _run(_cmd(checkout, work, nogpu, "--forcerun", f"results/runs/{cell}/train.ipynb"), {**env, RETRAIN: cell})
     print(f"make cell's recipe: {time.time() - start:.0f} s")
     assert len(_submitted(one)) == 1, one.stderr[-3000:]
     new = [r for r in finished_jobs(root) if r["JobId"] not in records]
     assert [r["JobId"] for r in new] == [_job_of(work, cell)] != [before]
     text = one.stdout + one.stderr
     assert "(Rule: collect_tables)" in text and "(Rule: render_report)" in text
-    assert "Nothing to be done" in snakemake(smoke_run, work, "-n", env=env, config=["tests/smoke.yaml", nogpu]).stdout
+    assert "Nothing to be done" in snakemake(checkout, work, "-n", env=env, config=["tests/smoke.yaml", nogpu]).stdout
+    assert _cell_log(work, cell).count("epoch 1/3") == 1  # trained again from epoch 1, not reused

@@ -386,3 +386,19 @@ def test_device_name_counts_threads_in_words():
         assert provenance.device_name(torch.device("cpu")) == "cpu (2 threads)"
     finally:
         torch.set_num_threads(before)
+
+
+def test_deterministic_kernels_on_the_cpu_without_importing_inductor(tool_env):
+    """torch.use_deterministic_algorithms imports Inductor (3.4 s of every CPU cell's start) to set its
+    own deterministic mode, which matters only when compiling: an eager CPU cell sets the same switch
+    for eager kernels without it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\nfrom carcolor import defaults\nfrom carcolor.training import train\n"
+            "cfg = train.TrainConfig.for_cell(settings={**defaults.defaults()['train'], 'device': 'cpu'})\n"
+            "train._start(cfg, 0)\n"
+            "print('torch._inductor' in sys.modules, torch.are_deterministic_algorithms_enabled(),\n"
+            "      torch.is_deterministic_algorithms_warn_only_enabled())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=tool_env, timeout=120)
+    assert out.stdout.split() == ["False", "True", "True"], out.stderr[-2000:]

@@ -17,9 +17,10 @@ import pandas as pd
 import pytest
 
 from carcolor.training.train import RETRAIN
+from tests.conftest import SMOKE
 from tests.flow import CELLS, copy_checkout, planned, snakemake, snakemake_cmd
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, SMOKE]
 AFTER_TABLES = {"collect_tables": 1, "figures": 1, "render_report": 1}
 TRAIN_ALL = {"train_cell": len(CELLS), "cell_page": len(CELLS), **AFTER_TABLES}
 

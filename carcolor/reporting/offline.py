@@ -60,7 +60,7 @@ def execute_notebook(nb, cwd: Path, env: dict, log, timeout: int = 900, workdir:
                             extra_arguments=["--IPKernelApp.log_level=ERROR", *kernels.kernel_arguments()])
     try:
         with kernels.runtime_dir(workdir):
-            client.execute(env=env, cwd=str(cwd))
+            kernels.retrying(lambda: client.execute(env=env, cwd=str(cwd)), what="the report", log=log)
     except CellExecutionError as err:
         for index, nb_cell in enumerate(nb.cells):
             errors = [o for o in nb_cell.get("outputs", []) if o.get("output_type") == "error"]

@@ -58,11 +58,14 @@ def run_cell(template: str | Path, output: str | Path, params: dict, *, log_outp
     running = output.with_name(f".{output.stem}.partial.ipynb")
     failed = output.with_name(output.stem + ".failed.ipynb")
     failed.unlink(missing_ok=True)
+    def execute():
+        papermill.execute_notebook(str(template), str(running), parameters=params, kernel_name="python3",
+                                   log_output=log_output, progress_bar=False,
+                                   extra_arguments=kernels.kernel_arguments())
+
     try:
         with kernels.runtime_dir():  # the kernel dies with this job; its files stay under .snakemake/
-            papermill.execute_notebook(str(template), str(running), parameters=params, kernel_name="python3",
-                                       log_output=log_output, progress_bar=False,
-                                       extra_arguments=kernels.kernel_arguments())
+            kernels.retrying(execute, what=f"the notebook {output}", log=_stderr)
     except PapermillExecutionError as exc:
         reason = f"{exc.ename}: {' '.join(str(exc.evalue).split())}"
         kept = _keep(running, failed)
@@ -70,8 +73,15 @@ def run_cell(template: str | Path, output: str | Path, params: dict, *, log_outp
     except OSError as exc:  # papermill could not save the notebook: the disk is full, say
         running.unlink(missing_ok=True)
         raise CellFailed(f"{type(exc).__name__}: {exc} (while saving the executed notebook)") from None
+    except RuntimeError as exc:  # the kernel would not start, even started again
+        running.unlink(missing_ok=True)
+        raise CellFailed(f"{type(exc).__name__}: {exc} ({kernels.KERNEL_STARTS} starts)") from None
     os.replace(running, output)
     return output
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _keep(running: Path, failed: Path) -> Path | None:

@@ -87,9 +87,17 @@ def check_pretrained(archs: list[str], classes: int) -> None:
                              f"train.pretrained: false.") from None
 
 
-def check_all(cfg: dict, classes: int) -> None:
-    """Every check of this module for a validated config, cheapest first."""
-    check_optimizers(cfg["grid"]["optimizers"], cfg["train"])
-    check_models(cfg["grid"]["archs"], cfg["data"]["image_size"], classes)
-    if cfg["train"]["pretrained"]:
-        check_pretrained(cfg["grid"]["archs"], classes)
+def inputs(cfg: dict, classes: int) -> dict:
+    """What these checks read of a validated config: their outcome depends on nothing else (a change of,
+    say, the data's seed or the drawing needs no new check)."""
+    train = {k: cfg["train"][k] for k in ("lr", "weight_decay", "optimizer_kwargs", "pretrained")}
+    return {"optimizers": cfg["grid"]["optimizers"], "archs": cfg["grid"]["archs"], "train": train,
+            "image_size": cfg["data"]["image_size"], "classes": classes}
+
+
+def check_all(checked: dict) -> None:
+    """Every check of this module on its inputs (`inputs`), cheapest first."""
+    check_optimizers(checked["optimizers"], checked["train"])
+    check_models(checked["archs"], checked["image_size"], checked["classes"])
+    if checked["train"]["pretrained"]:
+        check_pretrained(checked["archs"], checked["classes"])
