@@ -55,3 +55,18 @@ def planned(out) -> dict[str, int]:
         if m and m.group(1) not in ("total", "all"):
             counts[m.group(1)] = int(m.group(2))
     return counts
+
+
+def stand_in_template(path: Path, code: str) -> Path:
+    """A stand-in for experiments/train.ipynb at path: a parameters cell assigning the notebook's
+    parameters (None each, papermill's values replace them), then one chunk of `code`."""
+    import nbformat
+
+    from carcolor.training.notebook import PARAMETERS
+
+    params = nbformat.v4.new_code_cell("".join(f"{name} = None\n" for name in PARAMETERS))
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(code)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path

@@ -6,29 +6,21 @@ import subprocess
 import sys
 import time
 
-import nbformat
 import pytest
 
 from carcolor import config as cfgmod
-from carcolor.training import gpus
 from carcolor import workflow as wf
+from carcolor.training import gpus
+from tests.flow import stand_in_template
 N = 2  # pretended GPUs; N + 1 jobs start together, so one of them has to wait
 
 
 def _recording_notebook(path):
     """A stand-in for experiments/train.ipynb: the kernel records the GPU it sees and when, and sleeps."""
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("".join(f"{name} = None\n" for name in
-                                               ("arch", "optimizer", "seed", "settings", "prepared", "out_dir")))
-    params.metadata["tags"] = ["parameters"]
-    record = nbformat.v4.new_code_cell(
-        "import json, os, time\nfrom pathlib import Path\n"
-        "start = time.time()\ntime.sleep(3)\n"
-        "Path(out_dir, 'gpu.json').write_text(json.dumps({'gpu': os.environ.get('CUDA_VISIBLE_DEVICES'),\n"
-        "                                               'start': start, 'end': time.time()}))")
-    nb.cells = [params, record]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
+    stand_in_template(path, "import json, os, time\nfrom pathlib import Path\n"
+                            "start = time.time()\ntime.sleep(3)\n"
+                            "Path(out_dir, 'gpu.json').write_text(json.dumps({'gpu': os.environ.get('CUDA_VISIBLE_DEVICES'),\n"
+                            "                                               'start': start, 'end': time.time()}))")
 
 
 def test_n_plus_one_jobs_share_n_gpus_one_job_per_gpu(repo, tmp_path, tool_env):

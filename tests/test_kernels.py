@@ -7,25 +7,18 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from carcolor import kernels
+from tests.flow import stand_in_template
 
 
 def _slow_notebook(path: Path) -> None:
-    """Parameters, then a chunk that records the kernel's pid and writes a file every 0.1 s for a minute."""
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("out_dir = None\n" + "".join(
-        f"{name} = None\n" for name in ("arch", "optimizer", "seed", "settings", "prepared")))
-    params.metadata["tags"] = ["parameters"]
-    work = nbformat.v4.new_code_cell(
-        "import os, time\nfrom pathlib import Path\n"
-        "Path(out_dir, 'kernel.pid').write_text(str(os.getpid()))\n"
-        "for i in range(600):\n    Path(out_dir, 'beat').write_text(str(time.time()))\n    time.sleep(0.1)\n")
-    nb.cells = [params, work]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
+    """A chunk that records the kernel's pid and writes a file every 0.1 s for a minute."""
+    stand_in_template(path, "import os, time\nfrom pathlib import Path\n"
+                            "Path(out_dir, 'kernel.pid').write_text(str(os.getpid()))\n"
+                            "for i in range(600):\n    Path(out_dir, 'beat').write_text(str(time.time()))\n"
+                            "    time.sleep(0.1)\n")
 
 
 def _gone(pid: int, within: float) -> bool:

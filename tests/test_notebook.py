@@ -3,6 +3,8 @@ import ast
 
 import nbformat
 
+from tests.flow import stand_in_template
+
 
 def test_template_is_thin_and_clean(repo):
     nb = nbformat.read(repo / "experiments" / "train.ipynb", as_version=4)
@@ -63,15 +65,7 @@ def test_train_cell_gives_the_kernel_the_compile_cache(tmp_path, monkeypatch, ca
 
 
 def _template(tmp_path, code: str):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell("".join(f"{n} = None\n" for n in ("arch", "optimizer", "seed", "settings",
-                                                                        "prepared", "out_dir")))
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(code)]
-    path = tmp_path / "template.ipynb"
-    nbformat.write(nb, path)
-    return path
+    return stand_in_template(tmp_path / "template.ipynb", code)
 
 
 def test_a_full_disk_inside_the_notebook_ends_the_cell_in_one_line(tmp_path, tool_env):
