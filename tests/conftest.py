@@ -11,6 +11,20 @@ from tests.flow import REPO, copy_checkout, snakemake
 SMOKE = pytest.mark.xdist_group("smoke")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session):
+    """In a pytest-xdist worker under --dist loadgroup: every test of an xdist group must carry the group in its
+    node id, which is how xdist sends a group to one worker. Where it does not (a pytest that xdist cannot rename
+    node ids in), the SMOKE tests would run side by side and change one another's smoke run: stop, saying why."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    lost = [item.nodeid for item in session.items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if lost:
+        print(f"tests/conftest.py: pytest-xdist did not group {len(lost)} tests (e.g. {lost[0]}): this pytest and "
+              "pytest-xdist do not work together; install requirements.lock's versions", file=sys.stderr, flush=True)
+        raise pytest.UsageError("pytest-xdist's --dist loadgroup does not work with this pytest")
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
@@ -24,6 +38,8 @@ def tool_env() -> dict:
     # this checkout's package, whichever checkout the environment's editable install points at
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("MPLBACKEND", "Agg")
+    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # under `make test`: a make the tests run is not a sub-make
+        env.pop(name, None)
     for name in [k for k in env if k.startswith("TORCHINDUCTOR_")]:  # importing torch here may have set them;
         del env[name]  # a user's shell has none, and train-cell then chooses the cells' compile cache
     return env

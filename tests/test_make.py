@@ -21,7 +21,7 @@ def test_make_honours_config_and_checks_the_files_first(repo, tmp_path, tool_env
     """`make CONFIG=f` runs the grid of f merged over the defaults; a config file Snakemake would report
     in a traceback, or without its name, is named in one line before Snakemake starts."""
     out = subprocess.run(["make", "-n", "-f", str(repo / "Makefile"), "report", "CONFIG=tests/smoke.yaml"],
-                         cwd=repo, capture_output=True, text=True)
+                         cwd=repo, capture_output=True, text=True, env=tool_env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-2:] == ["carcolor config --no-deep tests/smoke.yaml >/dev/null",
                                             "snakemake --cores all --configfile tests/smoke.yaml"]
