@@ -103,8 +103,10 @@ def setup_table(c: Comparison) -> pd.DataFrame:
     from .setup import by_aspect
 
     t = by_aspect(c.setup)
-    return pd.DataFrame({"aspect": t["aspect"], "reference": t["reference"], "candidate": t["candidate"],
-                         "same in": [f"{s} of {n} cells" for s, n in zip(t["same_in"], t["cells"])],
+    short = {side: t[side].str.replace(r"\b([0-9a-f]{12})[0-9a-f]{28}\b", r"\1", regex=True)  # commits, as git
+             for side in ("reference", "candidate")}                             # shows them (setup.csv: whole)
+    return pd.DataFrame({"aspect": t["aspect"], "reference": short["reference"], "candidate": short["candidate"],
+                         "same in (cells)": [f"{s}/{n}" for s, n in zip(t["same_in"], t["cells"])],
                          "decides the numbers": t["decides"].map({True: "yes", False: "no"})})
 
 
